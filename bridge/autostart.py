@@ -1,0 +1,95 @@
+"""Find the running daemon, or start one in the background: never two."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge.client import ControlClient
+from bridge.errors import EXIT_UNAVAILABLE, DaemonUnavailable
+from bridge.listeners import read_daemon_json
+from bridge.paths import Paths, ensure_private_dir
+
+START_DEADLINE_SECONDS = 15.0
+POLL_SECONDS = 0.01
+
+
+def running_daemon(paths: Paths) -> dict[str, Any] | None:
+    """Return daemon.json of a daemon that answers, or None."""
+    info = read_daemon_json(paths.daemon_json)
+    if info is None or not ControlClient(paths.control_socket).alive():
+        return None
+    return info
+
+
+def ensure_daemon(paths: Paths, *, start: bool) -> dict[str, Any]:
+    """Return the running daemon's daemon.json, starting a daemon first if allowed."""
+    info = running_daemon(paths)
+    if info is not None:
+        return info
+    if not start:
+        raise DaemonUnavailable(
+            "no oauth-bridge daemon is running; start one with 'oauth-bridge serve', "
+            "or leave out --no-start to have one started"
+        )
+    ensure_private_dir(paths.runtime_dir)
+    paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with paths.start_lock_file.open("a+") as lock:
+        # Concurrent callers queue here: the first starts the daemon, the rest find it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = running_daemon(paths)
+        if info is not None:
+            return info
+        return _start(paths)
+
+
+def _start(paths: Paths) -> dict[str, Any]:
+    log_path = paths.daemon_log
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    with os.fdopen(fd, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # detached: it outlives this command and its terminal
+            close_fds=True,
+        )
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        info = read_daemon_json(paths.daemon_json)
+        ready = info is not None and info.get("pid") == process.pid
+        if ready and ControlClient(paths.control_socket).alive():
+            return info  # type: ignore[return-value]  # ready implies a dict
+        code = process.poll()
+        if code is not None:
+            if code == EXIT_UNAVAILABLE:
+                other = running_daemon(paths)
+                if other is not None:
+                    return other
+            raise DaemonUnavailable(
+                f"the daemon did not start (exit {code}); the end of {log_path}:\n"
+                + _tail(log_path, offset)
+            )
+        time.sleep(POLL_SECONDS)
+    raise DaemonUnavailable(
+        f"the daemon did not become ready within {START_DEADLINE_SECONDS:.0f}s; "
+        f"the end of {log_path}:\n" + _tail(log_path, offset)
+    )
+
+
+def _tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return "  (no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(f"  {line}" for line in tail) or "  (the log is empty)"

@@ -1,0 +1,83 @@
+"""Where oauth-bridge keeps its files: every platformdirs look-up is here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.errors import UnsafeRuntimeDir
+
+APP_NAME = "oauth-bridge"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The runtime dir (socket, daemon.json) and the state dir (login store, daemon log)."""
+
+    runtime_dir: Path
+    state_dir: Path
+    config_file: Path
+
+    @property
+    def daemon_json(self) -> Path:
+        return self.runtime_dir / "daemon.json"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.runtime_dir / "control.sock"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.runtime_dir / "daemon.lock"
+
+    @property
+    def start_lock_file(self) -> Path:
+        return self.runtime_dir / "start.lock"
+
+    @property
+    def store_file(self) -> Path:
+        return self.state_dir / "logins.sqlite3"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.state_dir / "daemon.log"
+
+
+def default_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> Paths:
+    """Resolve the runtime, state and config locations from the environment, then platformdirs."""
+    env = os.environ if environ is None else environ
+    runtime = env.get("OAUTH_BRIDGE_RUNTIME_DIR")
+    state = env.get("OAUTH_BRIDGE_STATE_DIR")
+    config = env.get("OAUTH_BRIDGE_CONFIG")
+    if not (runtime and state and config):
+        # Imported here: the CLI's hot path usually has all three from the environment
+        # in tests, and platformdirs costs a few milliseconds to import.
+        import platformdirs
+
+        runtime = runtime or platformdirs.user_runtime_dir(APP_NAME)
+        state = state or platformdirs.user_state_dir(APP_NAME)
+        config = config or str(Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml")
+    return Paths(runtime_dir=Path(runtime), state_dir=Path(state), config_file=Path(config))
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` 0700 if missing, and refuse it if another user owns it or others can enter it."""
+    # Mode at mkdir time, so there is no moment when the dir is open to others.
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeRuntimeDir(f"{path} is not a directory: refusing to use it")
+    if info.st_uid != os.getuid():
+        raise UnsafeRuntimeDir(
+            f"{path} is owned by uid {info.st_uid}, not by you (uid {os.getuid()}): "
+            "refusing to use it; set OAUTH_BRIDGE_RUNTIME_DIR to a directory of your own"
+        )
+    if info.st_mode & 0o077:
+        raise UnsafeRuntimeDir(
+            f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}): "
+            f"refusing to use it; run 'chmod 700 {path}'"
+        )

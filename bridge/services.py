@@ -1,0 +1,111 @@
+"""What both listeners share: the logins, the control plane client, and who we are."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from aiohttp import web
+
+from bridge.config import Config
+from bridge.forward import ControlPlane
+from bridge.logins import Logins
+from bridge.paths import Paths
+
+
+@dataclass
+class Services:
+    """The daemon's shared parts; the listeners' address is filled in once they are bound."""
+
+    config: Config
+    paths: Paths
+    logins: Logins
+    control_plane: ControlPlane
+    started_at: float = field(default_factory=time.time)
+    url: str = ""  # http://127.0.0.1:PORT, once bound
+    allowed_hosts: frozenset[str] = frozenset()
+    # Monotonic time of the last request on either listener, for the idle exit.
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def bound(self, *, hosts: list[str], port: int) -> None:
+        """Record the bound address: it makes redirect URIs and the Host check."""
+        primary = "127.0.0.1" if "127.0.0.1" in hosts or not hosts else hosts[0]
+        self.url = f"http://{_authority(primary)}:{port}"
+        self.allowed_hosts = frozenset(
+            {f"{_authority(h)}:{port}" for h in hosts} | {f"localhost:{port}"}
+        )
+
+    def redirect_uri(self, provider_id: str) -> str:
+        return f"{self.url}/callback/{quote(provider_id, safe='')}"
+
+    @property
+    def callback_wait_seconds(self) -> float:
+        """Bound a callback's wait for its forward by the forward's own worst case."""
+        settings = self.config.settings
+        return settings.forward_deadline_seconds + settings.request_timeout_seconds
+
+
+def _authority(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(app: web.Application) -> Services:
+    return app[SERVICES]
+
+
+@asynccontextmanager
+async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]:
+    """Open the store and the control plane session; close both, in order, on the way out."""
+    import aiohttp
+
+    from bridge.store import LoginStore
+
+    settings = config.settings
+    store = LoginStore(
+        paths.store_file,
+        retention_seconds=settings.retention_seconds,
+        pending_limit=settings.pending_limit,
+    )
+    try:
+        logins = Logins(store)
+        recovered = store.recover_interrupted(logins.clock())
+        if recovered:
+            import logging
+
+            logging.getLogger("bridge.logins").warning(
+                "%d login(s) were being forwarded when oauth-bridge last stopped; they are "
+                "now failed (interrupted) and will not be resent",
+                recovered,
+            )
+        timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout_seconds,
+            connect=settings.connect_timeout_seconds,
+        )
+        # trust_env: HTTPS_PROXY, NO_PROXY and SSL_CERT_FILE work behind corporate proxies.
+        async with aiohttp.ClientSession(
+            timeout=timeout, trust_env=True, raise_for_status=False
+        ) as session:
+            control_plane = ControlPlane(
+                session=session,
+                base_url=str(settings.control_plane_url),
+                credentials=config.credentials,
+                deadline_seconds=settings.forward_deadline_seconds,
+            )
+            logins.start()
+            try:
+                yield Services(
+                    config=config, paths=paths, logins=logins, control_plane=control_plane
+                )
+            finally:
+                logins.stop()
+    finally:
+        store.close()

@@ -1,0 +1,123 @@
+"""A control-plane double: a real aiohttp app implementing POST /v2/auth/callback/{provider_id}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "test-api-key-0123"
+WORKSPACE_ID = "ws-42"
+BEARER = "test-bearer-token-0456"
+
+
+@dataclass
+class Call:
+    provider_id: str
+    raw_path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Script:
+    """What the double answers next; tests change it between calls."""
+
+    # (status, headers, body bytes or JSON) answers to pop, one per call; then `default`.
+    queue: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    hang: bool = False
+
+
+class ControlPlaneDouble:
+    """Records every call, checks the auth headers, validates the body like FastAPI."""
+
+    def __init__(
+        self, *, api_key: str | None = API_KEY, workspace_id: str | None = WORKSPACE_ID,
+        bearer: str | None = BEARER,
+    ) -> None:
+        self.api_key = api_key
+        self.workspace_id = workspace_id
+        self.bearer = bearer
+        self.calls: list[Call] = []
+        self.script = Script()
+        self.called = asyncio.Event()
+        self.release = asyncio.Event()  # set to let a hanging answer go
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v2/auth/callback/{provider_id}", self.callback)
+        return app
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def answer(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.script.queue.append((status, headers or {}, body))
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        self.calls.append(Call(
+            provider_id=request.match_info["provider_id"],
+            raw_path=request.raw_path,
+            headers=dict(request.headers),
+            body=body,
+        ))
+        self.called.set()
+        if self.script.hang:
+            await self.release.wait()
+        if not self._authorized(request):
+            return web.json_response({"detail": "Not authenticated"}, status=401)
+        if self.script.queue:
+            status, headers, answer = self.script.queue.pop(0)
+            if isinstance(answer, bytes | str):
+                return web.Response(status=status, headers=headers, body=answer)
+            return web.json_response(answer, status=status, headers=headers)
+        problems = validation_problems(body)
+        if problems:
+            return web.json_response({"detail": problems}, status=422)
+        return web.json_response(
+            {"connected": True, "provider_id": request.match_info["provider_id"]}
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        expected = {
+            "X-Api-Key": self.api_key,
+            "X-Tenant-Id": self.workspace_id,
+            "Authorization": f"Bearer {self.bearer}" if self.bearer else None,
+        }
+        return all(request.headers.get(k) == v for k, v in expected.items() if v is not None)
+
+
+def validation_problems(body: Any) -> list[dict[str, Any]]:
+    """Validate OAuthFinalizeRequest the way FastAPI does, echoing the input as it does."""
+    if not isinstance(body, dict):
+        return [{"type": "model_attributes_type", "loc": ["body"],
+                 "msg": "Input should be a valid dictionary", "input": body}]
+    problems = []
+    for name in ("code", "state"):
+        if name not in body:
+            problems.append({"type": "missing", "loc": ["body", name], "msg": "Field required",
+                             "input": body})
+        elif not isinstance(body[name], str):
+            problems.append({"type": "string_type", "loc": ["body", name],
+                             "msg": "Input should be a valid string", "input": body[name]})
+    return problems
