@@ -128,7 +128,12 @@ class Daemon:
                 self.services = bridge
                 self.ready.set()
                 watchdog = Watchdog(self.notifier, loop)
-                idle = IdleExit(bridge, runners, settings.idle_exit_seconds, stop)
+                idle_exit = settings.idle_exit_seconds
+                if idle_exit is not None and not listeners.adopted:
+                    # Without systemd holding the sockets, nothing would restart us.
+                    log.warning("--idle-exit applies only under socket activation: ignored")
+                    idle_exit = None
+                idle = IdleExit(bridge, runners, idle_exit, stop)
                 await stop.wait()
                 log.info(
                     "stopping: no new connections; waiting up to %.0fs for forwards",
