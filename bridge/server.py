@@ -140,6 +140,7 @@ class Daemon:
                     settings.shutdown_grace_seconds,
                 )
                 self.notifier.notify("STOPPING=1")
+                bridge.stopping = True
                 watchdog.cancel()
                 idle.cancel()
                 for site in sites:

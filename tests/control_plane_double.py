@@ -54,12 +54,19 @@ class ControlPlaneDouble:
         return app
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        await self.start_on(0)
+
+    async def start_on(self, port: int) -> None:
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self.runner = runner
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     async def stop(self) -> None:
         self.release.set()
