@@ -94,8 +94,12 @@ async def callback(request: web.Request) -> web.StreamResponse:
     if bridge.stopping:
         # The daemon is shutting down: a redirect would land on a closed port, so the
         # outcome is shown right here instead.
-        return page_response(outcome.page_status, status=outcome.http_status,
-                             reason=outcome.reason, login=outcome.login)
+        return page_response(
+            outcome.page_status,
+            status=outcome.http_status,
+            reason=outcome.reason,
+            login=outcome.login,
+        )
     # 303 to a clean address: the code leaves the address bar and the history, and a
     # reload shows the outcome again instead of replaying the callback.
     raise web.HTTPSeeOther(location=result_location(bridge, outcome))

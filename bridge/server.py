@@ -91,7 +91,11 @@ class Daemon:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(
-        self, listeners: Listeners, *, stop: asyncio.Event | None = None, handle_signals: bool = True
+        self,
+        listeners: Listeners,
+        *,
+        stop: asyncio.Event | None = None,
+        handle_signals: bool = True,
     ) -> None:
         """Serve on ``listeners`` until ``stop`` is set (or SIGTERM / SIGINT arrives)."""
         stop = stop or asyncio.Event()
