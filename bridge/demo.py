@@ -117,7 +117,7 @@ def _flow(
     )
 
     redirect_uri = f"{daemon_url}/callback/{provider_id}"
-    status, _, body = _post_json(
+    _status, _, body = _post_json(
         f"{world.control_plane_url}/demo/start", {"redirect_uri": redirect_uri}
     )
     auth_url = json.loads(body)["auth_url"]

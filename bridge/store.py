@@ -64,7 +64,7 @@ class LoginStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._answers: dict[str, dict[str, JSON]] = {}
-        self._pending = self._db.execute(
+        self._pending: int = self._db.execute(
             "SELECT count(*) FROM logins WHERE status = 'pending'"
         ).fetchone()[0]
 

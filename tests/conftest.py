@@ -46,18 +46,20 @@ async def control_plane() -> AsyncIterator[ControlPlaneDouble]:
 def daemon_environ(paths: Paths, control_plane_url: str, **extra: str) -> dict[str, str]:
     """The environment of a daemon or CLI process under test: its own dirs, no real config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_BRIDGE_", "LANGSMITH_"))}
-    env.update({
-        "OAUTH_BRIDGE_RUNTIME_DIR": str(paths.runtime_dir),
-        "OAUTH_BRIDGE_STATE_DIR": str(paths.state_dir),
-        "OAUTH_BRIDGE_CONFIG": str(paths.config_file),
-        "OAUTH_BRIDGE_CONTROL_PLANE_URL": control_plane_url,
-        "OAUTH_BRIDGE_PORT": "0",
-        "LANGSMITH_API_KEY": API_KEY,
-        "LANGSMITH_WORKSPACE_ID": WORKSPACE_ID,
-        "OAUTH_BRIDGE_BEARER_TOKEN": BEARER,
-        "OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS": "3",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "OAUTH_BRIDGE_RUNTIME_DIR": str(paths.runtime_dir),
+            "OAUTH_BRIDGE_STATE_DIR": str(paths.state_dir),
+            "OAUTH_BRIDGE_CONFIG": str(paths.config_file),
+            "OAUTH_BRIDGE_CONTROL_PLANE_URL": control_plane_url,
+            "OAUTH_BRIDGE_PORT": "0",
+            "LANGSMITH_API_KEY": API_KEY,
+            "LANGSMITH_WORKSPACE_ID": WORKSPACE_ID,
+            "OAUTH_BRIDGE_BEARER_TOKEN": BEARER,
+            "OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS": "3",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("NOTIFY_SOCKET", None)
     env.pop("LISTEN_FDS", None)
     env.update(extra)
@@ -98,8 +100,9 @@ class RunningDaemon:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    async def register(self, provider_id: str = "github", state: str = "state-1",
-                       **fields: Any) -> dict[str, Any]:
+    async def register(
+        self, provider_id: str = "github", state: str = "state-1", **fields: Any
+    ) -> dict[str, Any]:
         async with self.control.post(
             "http://bridge/v1/logins", json={"provider_id": provider_id, "state": state, **fields}
         ) as response:
@@ -114,17 +117,16 @@ class RunningDaemon:
             body: dict[str, Any] = await response.json()
             return body
 
-    async def hit(self, query: str, provider_id: str = "github",
-                  **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+    async def hit(
+        self, query: str, provider_id: str = "github", **kw: Any
+    ) -> tuple[int, str, aiohttp.ClientResponse]:
         """Play the browser: GET the callback and follow the redirect to the result page."""
         async with self.browser.get(f"{self.url}/callback/{provider_id}?{query}", **kw) as response:
             return response.status, await response.text(), response
 
 
 @pytest.fixture
-async def start_daemon(
-    paths: Paths, control_plane: ControlPlaneDouble
-) -> AsyncIterator[Any]:
+async def start_daemon(paths: Paths, control_plane: ControlPlaneDouble) -> AsyncIterator[Any]:
     started: list[RunningDaemon] = []
 
     async def start(**extra: str) -> RunningDaemon:
@@ -141,7 +143,10 @@ async def start_daemon(
             task.result()
         assert ready in done, "daemon did not become ready"
         running = RunningDaemon(
-            daemon=daemon, paths=paths, stop=stop, task=task,
+            daemon=daemon,
+            paths=paths,
+            stop=stop,
+            task=task,
             control=aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=str(paths.control_socket))
             ),
@@ -191,8 +196,9 @@ def wait_for(predicate: Any, *, timeout: float = 15.0, what: str = "condition") 
         time.sleep(0.01)
 
 
-def start_process(paths: Paths, env: dict[str, str], *args: str,
-                  log_name: str = "daemon.out") -> DaemonProcess:
+def start_process(
+    paths: Paths, env: dict[str, str], *args: str, log_name: str = "daemon.out"
+) -> DaemonProcess:
     paths.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
     if not paths.config_file.exists():
         paths.config_file.write_text("", encoding="utf-8")
@@ -200,7 +206,11 @@ def start_process(paths: Paths, env: dict[str, str], *args: str,
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            cwd=REPO,
         )
     return DaemonProcess(process=process, paths=paths, log=log)
 

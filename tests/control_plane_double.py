@@ -35,7 +35,10 @@ class ControlPlaneDouble:
     """Records every call, checks the auth headers, validates the body like FastAPI."""
 
     def __init__(
-        self, *, api_key: str | None = API_KEY, workspace_id: str | None = WORKSPACE_ID,
+        self,
+        *,
+        api_key: str | None = API_KEY,
+        workspace_id: str | None = WORKSPACE_ID,
         bearer: str | None = BEARER,
     ) -> None:
         self.api_key = api_key
@@ -82,12 +85,14 @@ class ControlPlaneDouble:
             body: Any = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.calls.append(Call(
-            provider_id=request.match_info["provider_id"],
-            raw_path=request.raw_path,
-            headers=dict(request.headers),
-            body=body,
-        ))
+        self.calls.append(
+            Call(
+                provider_id=request.match_info["provider_id"],
+                raw_path=request.raw_path,
+                headers=dict(request.headers),
+                body=body,
+            )
+        )
         self.called.set()
         if self.script.hang:
             await self.release.wait()
@@ -117,14 +122,27 @@ class ControlPlaneDouble:
 def validation_problems(body: Any) -> list[dict[str, Any]]:
     """Validate OAuthFinalizeRequest the way FastAPI does, echoing the input as it does."""
     if not isinstance(body, dict):
-        return [{"type": "model_attributes_type", "loc": ["body"],
-                 "msg": "Input should be a valid dictionary", "input": body}]
+        return [
+            {
+                "type": "model_attributes_type",
+                "loc": ["body"],
+                "msg": "Input should be a valid dictionary",
+                "input": body,
+            }
+        ]
     problems = []
     for name in ("code", "state"):
         if name not in body:
-            problems.append({"type": "missing", "loc": ["body", name], "msg": "Field required",
-                             "input": body})
+            problems.append(
+                {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": body}
+            )
         elif not isinstance(body[name], str):
-            problems.append({"type": "string_type", "loc": ["body", name],
-                             "msg": "Input should be a valid string", "input": body[name]})
+            problems.append(
+                {
+                    "type": "string_type",
+                    "loc": ["body", name],
+                    "msg": "Input should be a valid string",
+                    "input": body[name],
+                }
+            )
     return problems

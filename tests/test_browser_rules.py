@@ -18,8 +18,17 @@ SECURITY_HEADERS = {
 }
 
 
-@pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1:1", "localhost", "",
-                                  "127.0.0.1.nip.io:{port}", "[::2]:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example:{port}",
+        "127.0.0.1:1",
+        "localhost",
+        "",
+        "127.0.0.1.nip.io:{port}",
+        "[::2]:{port}",
+    ],
+)
 async def test_a_foreign_host_header_gets_421_and_consumes_nothing(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble, host: str
 ) -> None:
@@ -27,7 +36,8 @@ async def test_a_foreign_host_header_gets_421_and_consumes_nothing(
 
     async with bridge.browser.get(
         f"{bridge.url}/callback/github?code=c&state=st-h",
-        headers={"Host": host.format(port=bridge.port)}, allow_redirects=False,
+        headers={"Host": host.format(port=bridge.port)},
+        allow_redirects=False,
     ) as response:
         assert response.status == 421
 
@@ -54,19 +64,22 @@ async def test_a_duplicated_parameter_gets_400_and_consumes_nothing(
 
     status, page, response = await bridge.hit("&".join(parts))
 
-    assert (400, "invalid") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (400, "invalid")
     assert f"&#x27;{name}&#x27; appears more than once" in page
     assert response.url.query.get("code") is None
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["status"] == "pending"
 
 
-@pytest.mark.parametrize(("query", "why"), [
-    ("code=c", "no &#x27;state&#x27;"),
-    ("state=st-m", "neither a &#x27;code&#x27;"),
-    ("code=&state=st-m", "neither a &#x27;code&#x27;"),
-    ("", "no &#x27;state&#x27;"),
-])
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("code=c", "no &#x27;state&#x27;"),
+        ("state=st-m", "neither a &#x27;code&#x27;"),
+        ("code=&state=st-m", "neither a &#x27;code&#x27;"),
+        ("", "no &#x27;state&#x27;"),
+    ],
+)
 async def test_missing_code_or_state_gets_a_clear_400_page(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble, query: str, why: str
 ) -> None:
@@ -74,7 +87,7 @@ async def test_missing_code_or_state_gets_a_clear_400_page(
 
     status, page, _ = await bridge.hit(query)
 
-    assert (400, "invalid") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (400, "invalid")
     assert why in page
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["status"] == "pending"
@@ -85,7 +98,7 @@ async def test_an_unknown_state_gets_404_and_nothing_is_forwarded(
 ) -> None:
     status, page, response = await bridge.hit("code=c&state=never-registered")
 
-    assert (404, "unknown") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (404, "unknown")
     assert "No login is waiting" in page
     assert "code" not in response.url.query
     assert control_plane.calls == []
@@ -100,7 +113,7 @@ async def test_an_expired_state_says_so_and_nothing_is_forwarded(
 
     status, page, _ = await bridge.hit("code=c&state=st-exp")
 
-    assert (200, "expired") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (200, "expired")
     assert "expired" in page
     assert control_plane.calls == []
 
@@ -112,7 +125,7 @@ async def test_a_state_registered_for_another_provider_is_rejected_and_stays_pen
 
     status, page, _ = await bridge.hit("code=c&state=st-p", provider_id="google")
 
-    assert (404, "unknown") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (404, "unknown")
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["status"] == "pending"
 
@@ -126,8 +139,9 @@ async def test_access_denied_makes_the_login_denied_and_is_not_forwarded(
         "error=access_denied&error_description=%3Cb%3Enope%3C%2Fb%3E&state=st-den"
     )
 
-    assert (200, "denied") == (status, meta_status(page))
-    assert "<b>nope</b>" not in page and "&lt;b&gt;nope&lt;/b&gt;" in page
+    assert (status, meta_status(page)) == (200, "denied")
+    assert "<b>nope</b>" not in page
+    assert "&lt;b&gt;nope&lt;/b&gt;" in page
     assert control_plane.calls == []
     denied = await bridge.login(login["id"])
     assert denied["status"] == "denied"
@@ -141,7 +155,7 @@ async def test_another_provider_error_fails_the_login_with_provider_error(
 
     status, page, _ = await bridge.hit("error=server_error&state=st-pe")
 
-    assert (200, "failed") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (200, "failed")
     assert control_plane.calls == []
     result = (await bridge.login(login["id"]))["result"]
     assert result["error"] == "provider_error"
@@ -155,7 +169,7 @@ async def test_a_provider_error_without_a_matching_state_changes_nothing(
 
     status, page, _ = await bridge.hit("error=access_denied&state=other")
 
-    assert (404, "unknown") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (404, "unknown")
     assert (await bridge.login(login["id"]))["status"] == "pending"
 
 
@@ -166,7 +180,7 @@ async def test_a_mismatched_iss_fails_the_login_with_issuer_mismatch(
 
     status, page, _ = await bridge.hit("code=c&state=st-iss&iss=https%3A%2F%2Fevil.example")
 
-    assert (200, "failed") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (200, "failed")
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["result"]["error"] == "issuer_mismatch"
 
@@ -178,15 +192,16 @@ async def test_a_matching_iss_is_forwarded(
 
     status, page, _ = await bridge.hit("code=c&state=st-iss2&iss=https%3A%2F%2Fgithub.com")
 
-    assert (200, "succeeded") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (200, "succeeded")
     assert len(control_plane.calls) == 1
 
 
 async def test_a_missing_iss_fails_only_when_required(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble
 ) -> None:
-    required = await bridge.register("github", "st-r1", expected_issuer="https://i",
-                                     require_issuer=True)
+    required = await bridge.register(
+        "github", "st-r1", expected_issuer="https://i", require_issuer=True
+    )
     optional = await bridge.register("github", "st-r2", expected_issuer="https://i")
 
     await bridge.hit("code=c&state=st-r1")
@@ -218,7 +233,7 @@ async def test_a_repeat_shows_the_same_outcome_and_never_forwards_again(
 
     assert len(control_plane.calls) == 1
     assert meta_status(first[1]) == meta_status(again[1]) == "succeeded"
-    assert (200, "succeeded") == (reload_.status, meta_status(await reload_.text()))
+    assert (reload_.status, meta_status(await reload_.text())) == (200, "succeeded")
 
 
 async def test_a_repeat_while_forwarding_waits_for_the_outcome(
@@ -254,25 +269,32 @@ async def test_a_closed_tab_does_not_cancel_the_forward(
     assert done["status"] == "succeeded"
 
 
-@pytest.mark.parametrize(("method", "path", "headers"), [
-    ("GET", "/favicon.ico", {}),
-    ("HEAD", "/callback/github?code=c&state=st-s", {}),
-    ("OPTIONS", "/callback/github?code=c&state=st-s", {}),
-    ("GET", "/callback/github?code=c&state=st-s", {"Sec-Purpose": "prefetch"}),
-    ("GET", "/callback/github?code=c&state=st-s", {"Purpose": "prefetch"}),
-    ("GET", "/callback/github?code=c&state=st-s", {"Sec-Purpose": "prefetch;prerender"}),
-    ("PUT", "/callback/github?code=c&state=st-s", {}),
-    ("GET", "/result/-/unknown", {}),
-    ("GET", "/robots.txt", {}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/favicon.ico", {}),
+        ("HEAD", "/callback/github?code=c&state=st-s", {}),
+        ("OPTIONS", "/callback/github?code=c&state=st-s", {}),
+        ("GET", "/callback/github?code=c&state=st-s", {"Sec-Purpose": "prefetch"}),
+        ("GET", "/callback/github?code=c&state=st-s", {"Purpose": "prefetch"}),
+        ("GET", "/callback/github?code=c&state=st-s", {"Sec-Purpose": "prefetch;prerender"}),
+        ("PUT", "/callback/github?code=c&state=st-s", {}),
+        ("GET", "/result/-/unknown", {}),
+        ("GET", "/robots.txt", {}),
+    ],
+)
 async def test_stray_requests_consume_nothing(
-    bridge: RunningDaemon, control_plane: ControlPlaneDouble, method: str, path: str,
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    method: str,
+    path: str,
     headers: dict[str, str],
 ) -> None:
     login = await bridge.register("github", "st-s")
 
-    async with bridge.browser.request(method, bridge.url + path, headers=headers,
-                                      allow_redirects=False) as response:
+    async with bridge.browser.request(
+        method, bridge.url + path, headers=headers, allow_redirects=False
+    ) as response:
         assert response.status != 303
         assert response.status >= 400 or method == "GET"
         for name, value in SECURITY_HEADERS.items():
@@ -284,13 +306,14 @@ async def test_stray_requests_consume_nothing(
 
 async def test_every_page_carries_the_security_headers(bridge: RunningDaemon) -> None:
     await bridge.register("github", "st-sec")
-    status, page, response = await bridge.hit("code=c&state=st-sec")
+    _status, _page, response = await bridge.hit("code=c&state=st-sec")
 
     for r in [*response.history, response]:
         for name, value in SECURITY_HEADERS.items():
             assert r.headers[name] == value
         csp = r.headers["Content-Security-Policy"]
-        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp
         assert "style-src 'unsafe-inline'" in csp
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
 
@@ -300,12 +323,14 @@ async def test_result_pages_are_self_contained(bridge: RunningDaemon) -> None:
     _, page, _ = await bridge.hit("code=c&state=st-self")
 
     assert not re.search(r"(src|href)\s*=", page)
-    assert "url(" not in page and "@import" not in page and "<script" not in page
+    assert "url(" not in page
+    assert "@import" not in page
+    assert "<script" not in page
 
 
 async def test_a_result_page_for_an_unknown_login_is_404(bridge: RunningDaemon) -> None:
     async with bridge.browser.get(f"{bridge.url}/result/no-such-login") as response:
-        assert (404, "unknown") == (response.status, meta_status(await response.text()))
+        assert (response.status, meta_status(await response.text())) == (404, "unknown")
 
 
 async def test_the_tcp_port_never_serves_the_control_api(bridge: RunningDaemon) -> None:

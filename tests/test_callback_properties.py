@@ -43,18 +43,25 @@ class ThreadedControlPlane:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, ControlPlaneDouble]]:
+def live(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[DaemonProcess, ControlPlaneDouble]]:
     base = tmp_path_factory.mktemp("prop")
-    paths = Paths(runtime_dir=base / "run", state_dir=base / "state",
-                  config_file=base / "config.toml")
+    paths = Paths(
+        runtime_dir=base / "run", state_dir=base / "state", config_file=base / "config.toml"
+    )
     with ThreadedControlPlane() as double:
         proc = start_process(paths, daemon_environ(paths, double.url))
         try:
             wait_ready(proc)
             client = ControlClient(paths.control_socket)
             for state in REGISTERED:
-                assert 201 == client.request(
-                    "POST", "/v1/logins", {"provider_id": "github", "state": state}).status
+                assert (
+                    client.request(
+                        "POST", "/v1/logins", {"provider_id": "github", "state": state}
+                    ).status
+                    == 201
+                )
             yield proc, double
         finally:
             proc.process.kill()
@@ -77,10 +84,14 @@ def encode(items: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in items)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.one_of(pairs.map(encode), raw),
-       provider=st.sampled_from(["github", "google", "x%2Fy", "%00", "a%20b"]),
-       method=st.sampled_from(["GET", "POST"]))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    query=st.one_of(pairs.map(encode), raw),
+    provider=st.sampled_from(["github", "google", "x%2Fy", "%00", "a%20b"]),
+    method=st.sampled_from(["GET", "POST"]),
+)
 def test_arbitrary_callbacks_never_5xx_and_never_forward_unregistered(
     live: tuple[DaemonProcess, ControlPlaneDouble], query: str, provider: str, method: str
 ) -> None:
@@ -91,8 +102,12 @@ def test_arbitrary_callbacks_never_5xx_and_never_forward_unregistered(
         if method == "GET":
             connection.request("GET", f"/callback/{provider}?{query}")
         else:
-            connection.request("POST", f"/callback/{provider}", body=query.encode(),
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+            connection.request(
+                "POST",
+                f"/callback/{provider}",
+                body=query.encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         status = connection.getresponse().status
     finally:
         connection.close()

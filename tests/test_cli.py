@@ -54,13 +54,26 @@ def serve_pids(paths: Paths) -> list[int]:
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "bridge", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def logins(paths: Paths) -> list[dict[str, Any]]:
@@ -79,43 +92,53 @@ async def registered(paths: Paths, n: int = 1) -> list[dict[str, Any]]:
 async def browser_hit(paths: Paths, query: str, provider: str = "github") -> int:
     info = read_daemon_json(paths.daemon_json)
     assert info is not None
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{info['url']}/callback/{provider}?{query}"
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{info['url']}/callback/{provider}?{query}") as response,
+    ):
         return response.status
 
 
-async def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
-    out, err = await asyncio.to_thread(proc.communicate, None, timeout)
+async def finish(proc: subprocess.Popen[str], seconds: float = 30) -> tuple[int, str, str]:
+    out, err = await asyncio.to_thread(proc.communicate, None, seconds)
     return proc.returncode, out, err
 
 
 async def test_expect_registers_and_prints_the_login_id(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
-    result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                                     "--state", "s1")
+    result = await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--state", "s1"
+    )
 
-    assert 0 == result.returncode, result.stderr
+    assert result.returncode == 0, result.stderr
     assert [result.stdout.strip()] == [login["id"] for login in logins(paths)]
     assert "Expecting the github redirect" in result.stderr
 
 
-@pytest.mark.parametrize(("query", "answer", "code", "status"), [
-    ("code=c&state=s", None, 0, "succeeded"),
-    ("code=c&state=s", 500, 10, "failed"),
-    ("error=access_denied&state=s", None, 11, "denied"),
-])
+@pytest.mark.parametrize(
+    ("query", "answer", "code", "status"),
+    [
+        ("code=c&state=s", None, 0, "succeeded"),
+        ("code=c&state=s", 500, 10, "failed"),
+        ("error=access_denied&state=s", None, 11, "denied"),
+    ],
+)
 async def test_expect_wait_exits_with_the_outcome(
-    cli_env: dict[str, str], paths: Paths, control_plane: ControlPlaneDouble,
-    query: str, answer: int | None, code: int, status: str,
+    cli_env: dict[str, str],
+    paths: Paths,
+    control_plane: ControlPlaneDouble,
+    query: str,
+    answer: int | None,
+    code: int,
+    status: str,
 ) -> None:
     if answer:
         control_plane.answer(answer, {"detail": "boom"})
     proc = spawn(cli_env, "expect", "--provider", "github", "--state", "s", "--wait", "--json")
     await registered(paths)
 
-    assert 200 == await browser_hit(paths, query)
+    assert await browser_hit(paths, query) == 200
     returncode, out, err = await finish(proc)
 
     assert code == returncode, err
@@ -127,23 +150,33 @@ async def test_expect_wait_exits_12_when_the_login_expires(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     result = await asyncio.to_thread(
-        cli, cli_env, "expect", "--provider", "github", "--state", "s", "--ttl", "1",
-        "--wait", "--json")
+        cli,
+        cli_env,
+        "expect",
+        "--provider",
+        "github",
+        "--state",
+        "s",
+        "--ttl",
+        "1",
+        "--wait",
+        "--json",
+    )
 
-    assert 12 == result.returncode
-    assert "expired" == json.loads(result.stdout)["status"]
+    assert result.returncode == 12
+    assert json.loads(result.stdout)["status"] == "expired"
 
 
 async def test_expect_wait_exits_12_when_the_timeout_runs_out(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     result = await asyncio.to_thread(
-        cli, cli_env, "expect", "--provider", "github", "--state", "s", "--wait",
-        "--timeout", "0.5")
+        cli, cli_env, "expect", "--provider", "github", "--state", "s", "--wait", "--timeout", "0.5"
+    )
 
-    assert 12 == result.returncode
+    assert result.returncode == 12
     assert "Gave up waiting after 0.5s" in result.stderr
-    assert "pending" == logins(paths)[0]["status"]
+    assert logins(paths)[0]["status"] == "pending"
 
 
 async def test_sigint_during_wait_cancels_the_login_and_exits_13(
@@ -155,51 +188,63 @@ async def test_sigint_during_wait_cancels_the_login_and_exits_13(
     proc.send_signal(signal.SIGINT)
     returncode, _, err = await finish(proc)
 
-    assert 13 == returncode, err
-    assert "cancelled" == logins(paths)[0]["status"]
+    assert returncode == 13, err
+    assert logins(paths)[0]["status"] == "cancelled"
 
 
 async def test_no_daemon_and_no_start_exits_3(cli_env: dict[str, str]) -> None:
-    result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                                     "--state", "s", "--no-start")
+    result = await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--state", "s", "--no-start"
+    )
 
-    assert 3 == result.returncode
+    assert result.returncode == 3
     assert "no oauth-bridge daemon is running" in result.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ["expect", "--state", "s"],
-    ["expect", "--provider", "github"],
-    ["expect", "--provider", "github", "--state", "s", "--auth-url", "http://x/?state=s"],
-    ["expect", "--provider", "github", "--state", "s", "--open"],
-    ["expect", "--provider", "github", "--state", "s", "--timeout", "5"],
-    ["nonsense"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["expect", "--state", "s"],
+        ["expect", "--provider", "github"],
+        ["expect", "--provider", "github", "--state", "s", "--auth-url", "http://x/?state=s"],
+        ["expect", "--provider", "github", "--state", "s", "--open"],
+        ["expect", "--provider", "github", "--state", "s", "--timeout", "5"],
+        ["nonsense"],
+    ],
+)
 def test_bad_usage_exits_2(cli_env: dict[str, str], args: list[str]) -> None:
-    assert 2 == cli(cli_env, *args).returncode
+    assert cli(cli_env, *args).returncode == 2
 
 
 async def test_an_auth_url_pointing_elsewhere_is_refused_showing_expected_and_found(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     auth_url = "https://github.com/login/oauth/authorize?" + urlencode(
-        {"state": "s", "redirect_uri": "http://127.0.0.1:9999/oauth/callback"})
+        {"state": "s", "redirect_uri": "http://127.0.0.1:9999/oauth/callback"}
+    )
 
-    result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                                     "--auth-url", auth_url)
+    result = await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--auth-url", auth_url
+    )
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert "expected: http://127.0.0.1:" in result.stderr
     assert "found:    http://127.0.0.1:9999/oauth/callback" in result.stderr
-    assert [] == logins(paths)
+    assert logins(paths) == []
 
 
 async def test_an_auth_url_without_state_is_refused(cli_env: dict[str, str]) -> None:
     result = await asyncio.to_thread(
-        cli, cli_env, "expect", "--provider", "github", "--auth-url",
-        "https://github.com/login/oauth/authorize?client_id=x")
+        cli,
+        cli_env,
+        "expect",
+        "--provider",
+        "github",
+        "--auth-url",
+        "https://github.com/login/oauth/authorize?client_id=x",
+    )
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert "has no state parameter" in result.stderr
 
 
@@ -207,18 +252,20 @@ async def test_an_auth_url_for_this_daemon_is_taken_and_opened_or_printed(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     first = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "x", "--state", "x")
-    assert 0 == first.returncode
+    assert first.returncode == 0
     info = read_daemon_json(paths.daemon_json)
     assert info is not None
     for host in ("127.0.0.1", "localhost"):
         port = str(info["url"]).rsplit(":", 1)[1]
         auth_url = "https://github.com/login/oauth/authorize?" + urlencode(
-            {"state": f"st-{host}", "redirect_uri": f"http://{host}:{port}/callback/github"})
+            {"state": f"st-{host}", "redirect_uri": f"http://{host}:{port}/callback/github"}
+        )
 
-        result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                                         "--auth-url", auth_url, "--open")
+        result = await asyncio.to_thread(
+            cli, cli_env, "expect", "--provider", "github", "--auth-url", auth_url, "--open"
+        )
 
-        assert 0 == result.returncode, result.stderr
+        assert result.returncode == 0, result.stderr
         assert auth_url in result.stderr  # no display here: it prints the URL...
         assert "oauth-bridge complete" in result.stderr  # ...and the paste fallback
 
@@ -226,14 +273,13 @@ async def test_an_auth_url_for_this_daemon_is_taken_and_opened_or_printed(
 async def test_two_concurrent_expects_start_exactly_one_daemon(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
-    procs = [spawn(cli_env, "expect", "--provider", "github", "--state", f"c{i}")
-             for i in range(2)]
+    procs = [spawn(cli_env, "expect", "--provider", "github", "--state", f"c{i}") for i in range(2)]
 
     results = [await finish(p) for p in procs]
 
-    assert [0, 0] == [r[0] for r in results], results
-    assert 2 == len(logins(paths))
-    assert 1 == len(serve_pids(paths))
+    assert [r[0] for r in results] == [0, 0], results
+    assert len(logins(paths)) == 2
+    assert len(serve_pids(paths)) == 1
 
 
 async def test_complete_with_a_pasted_url_finishes_the_login(
@@ -245,83 +291,100 @@ async def test_complete_with_a_pasted_url_finishes_the_login(
     assert info is not None
 
     pasted = await asyncio.to_thread(
-        cli, cli_env, "complete", f"{info['url']}/callback/github?code=pasted&state=p")
+        cli, cli_env, "complete", f"{info['url']}/callback/github?code=pasted&state=p"
+    )
 
-    assert 0 == pasted.returncode, pasted.stderr
-    assert (0, "succeeded") == ((await finish(waiter))[0], logins(paths)[0]["status"])
-    assert [{"code": "pasted", "state": "p"}] == [c.body for c in control_plane.calls]
+    assert pasted.returncode == 0, pasted.stderr
+    assert ((await finish(waiter))[0], logins(paths)[0]["status"]) == (0, "succeeded")
+    assert [c.body for c in control_plane.calls] == [{"code": "pasted", "state": "p"}]
 
 
 async def test_complete_with_a_foreign_url_exits_2(cli_env: dict[str, str]) -> None:
     await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "q")
 
-    result = await asyncio.to_thread(cli, cli_env, "complete",
-                                     "http://example.com/callback/github?code=c&state=q")
+    result = await asyncio.to_thread(
+        cli, cli_env, "complete", "http://example.com/callback/github?code=c&state=q"
+    )
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert "not a callback address of this oauth-bridge" in result.stderr
 
 
 async def test_cancel_cancels_a_pending_login(cli_env: dict[str, str], paths: Paths) -> None:
-    login_id = (await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                                        "--state", "c")).stdout.strip()
+    login_id = (
+        await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "c")
+    ).stdout.strip()
 
     result = await asyncio.to_thread(cli, cli_env, "cancel", login_id)
 
-    assert 0 == result.returncode
-    assert "cancelled" == logins(paths)[0]["status"]
-    assert 10 == (await asyncio.to_thread(cli, cli_env, "cancel", login_id)).returncode
-    assert 2 == (await asyncio.to_thread(cli, cli_env, "cancel", "no-such-id")).returncode
+    assert result.returncode == 0
+    assert logins(paths)[0]["status"] == "cancelled"
+    assert (await asyncio.to_thread(cli, cli_env, "cancel", login_id)).returncode == 10
+    assert (await asyncio.to_thread(cli, cli_env, "cancel", "no-such-id")).returncode == 2
 
 
 async def test_status_json_parses_and_holds_no_secret(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
-    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github",
-                            "--state", "status-secret-state")
+    await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--state", "status-secret-state"
+    )
 
     result = await asyncio.to_thread(cli, cli_env, "status", "--json")
 
-    assert 0 == result.returncode
+    assert result.returncode == 0
     status = json.loads(result.stdout)
-    assert (True, 1) == (status["running"], status["pending"])
+    assert (status["running"], status["pending"]) == (True, 1)
     assert {"pid", "url", "version", "uptime_seconds", "recent_logins"} <= set(status)
-    for secret in ("status-secret-state", cli_env["LANGSMITH_API_KEY"],
-                   cli_env["OAUTH_BRIDGE_BEARER_TOKEN"]):
+    for secret in (
+        "status-secret-state",
+        cli_env["LANGSMITH_API_KEY"],
+        cli_env["OAUTH_BRIDGE_BEARER_TOKEN"],
+    ):
         assert secret not in result.stdout
 
 
 def test_status_without_a_daemon_says_so_and_exits_3(cli_env: dict[str, str]) -> None:
     result = cli(cli_env, "status")
 
-    assert 3 == result.returncode
+    assert result.returncode == 3
     assert "not running" in result.stderr
 
 
 def test_demo_exits_0_and_shows_the_forward_and_the_success(cli_env: dict[str, str]) -> None:
     result = cli(cli_env, "demo", timeout=60)
 
-    assert 0 == result.returncode, result.stderr
+    assert result.returncode == 0, result.stderr
     assert "forwarded {code, state} to the control plane" in result.stdout
     assert "✓ Succeeded" in result.stdout
     assert "How long each hop took" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["serve", "expect", "status", "cancel", "complete", "demo",
-                                     "install-service"])
+@pytest.mark.parametrize(
+    "command", ["serve", "expect", "status", "cancel", "complete", "demo", "install-service"]
+)
 def test_every_command_has_help_with_an_example(cli_env: dict[str, str], command: str) -> None:
     result = cli(cli_env, command, "--help")
 
-    assert 0 == result.returncode
+    assert result.returncode == 0
     assert "example" in result.stdout
 
 
 def test_the_cli_does_not_import_the_server_stack(cli_env: dict[str, str]) -> None:
-    code = ("import sys; from bridge.cli import main\n"
-            "main(['status'])\n"
-            "heavy = [m for m in ('aiohttp', 'pydantic', 'yarl', 'multidict') if m in sys.modules]\n"
-            "print(heavy)")
-    result = subprocess.run([sys.executable, "-c", code], env=cli_env, cwd=REPO,
-                            capture_output=True, text=True, timeout=30, check=False)
+    code = (
+        "import sys; from bridge.cli import main\n"
+        "main(['status'])\n"
+        "heavy = [m for m in ('aiohttp', 'pydantic', 'yarl', 'multidict') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=cli_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
-    assert "[]" == result.stdout.strip()
+    assert result.stdout.strip() == "[]"

@@ -20,9 +20,9 @@ async def test_fifty_simultaneous_hits_of_one_callback_produce_exactly_one_forwa
     control_plane.release.set()
     results = await asyncio.gather(*hits)
 
-    assert 1 == len(control_plane.calls)
+    assert len(control_plane.calls) == 1
     assert {"succeeded"} == {meta_status(page) for _, page, _ in results}
-    assert "succeeded" == (await bridge.login(login["id"]))["status"]
+    assert (await bridge.login(login["id"]))["status"] == "succeeded"
 
 
 async def test_a_paste_racing_the_browser_forwards_once(
@@ -35,10 +35,11 @@ async def test_a_paste_racing_the_browser_forwards_once(
         async with bridge.control.post("http://bridge/v1/callbacks", json={"url": url}) as r:
             return r.status
 
-    results = await asyncio.gather(*[paste() for _ in range(10)],
-                                   *[bridge.hit("code=c&state=st-race") for _ in range(10)])
+    results = await asyncio.gather(
+        *[paste() for _ in range(10)], *[bridge.hit("code=c&state=st-race") for _ in range(10)]
+    )
 
-    assert 1 == len(control_plane.calls)
+    assert len(control_plane.calls) == 1
     assert all(r == 200 for r in results[:10])
 
 

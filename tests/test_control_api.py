@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-
 import stat
 from typing import Any
 
@@ -15,8 +14,7 @@ from tests.conftest import RunningDaemon
 from tests.control_plane_double import ControlPlaneDouble
 
 
-async def call(bridge: RunningDaemon, method: str, path: str,
-               **kw: Any) -> tuple[int, Any]:
+async def call(bridge: RunningDaemon, method: str, path: str, **kw: Any) -> tuple[int, Any]:
     async with bridge.control.request(method, f"http://bridge{path}", **kw) as response:
         return response.status, await response.json()
 
@@ -24,35 +22,37 @@ async def call(bridge: RunningDaemon, method: str, path: str,
 async def test_registering_the_same_state_twice_is_409(bridge: RunningDaemon) -> None:
     await bridge.register("github", "dup")
 
-    status, body = await call(bridge, "POST", "/v1/logins",
-                              json={"provider_id": "google", "state": "dup"})
+    status, body = await call(
+        bridge, "POST", "/v1/logins", json={"provider_id": "google", "state": "dup"}
+    )
 
-    assert (409, "conflict") == (status, body["error"])
+    assert (status, body["error"]) == (409, "conflict")
 
 
-@pytest.mark.parametrize("body", [
-    {"state": "s"},
-    {"provider_id": "github"},
-    {"provider_id": "", "state": "s"},
-    {"provider_id": "a/b", "state": "s"},
-    {"provider_id": "github", "state": ""},
-    {"provider_id": "github", "state": "s", "ttl_seconds": 3601},
-    {"provider_id": "github", "state": "s", "ttl_seconds": 0},
-    {"provider_id": "github", "state": "s", "surprise": 1},
-    [],
-])
-async def test_an_invalid_registration_is_422_with_detail(
-    bridge: RunningDaemon, body: Any
-) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"state": "s"},
+        {"provider_id": "github"},
+        {"provider_id": "", "state": "s"},
+        {"provider_id": "a/b", "state": "s"},
+        {"provider_id": "github", "state": ""},
+        {"provider_id": "github", "state": "s", "ttl_seconds": 3601},
+        {"provider_id": "github", "state": "s", "ttl_seconds": 0},
+        {"provider_id": "github", "state": "s", "surprise": 1},
+        [],
+    ],
+)
+async def test_an_invalid_registration_is_422_with_detail(bridge: RunningDaemon, body: Any) -> None:
     status, answer = await call(bridge, "POST", "/v1/logins", json=body)
 
-    assert 422 == status
+    assert status == 422
     assert answer["detail"]
 
 
 async def test_a_non_json_registration_is_422(bridge: RunningDaemon) -> None:
     status, _ = await call(bridge, "POST", "/v1/logins", data=b"{not json")
-    assert 422 == status
+    assert status == 422
 
 
 async def test_ttl_defaults_to_600_seconds(bridge: RunningDaemon) -> None:
@@ -62,7 +62,7 @@ async def test_ttl_defaults_to_600_seconds(bridge: RunningDaemon) -> None:
     from datetime import datetime
 
     span = datetime.fromisoformat(expires) - datetime.fromisoformat(created)
-    assert 600 == span.total_seconds()
+    assert span.total_seconds() == 600
 
 
 async def test_the_pending_limit_is_answered_with_503(
@@ -72,19 +72,23 @@ async def test_the_pending_limit_is_answered_with_503(
     await running.register("github", "a")
     await running.register("github", "b")
 
-    status, body = await call(running, "POST", "/v1/logins",
-                              json={"provider_id": "github", "state": "c"})
+    status, body = await call(
+        running, "POST", "/v1/logins", json={"provider_id": "github", "state": "c"}
+    )
 
-    assert (503, "too_many_pending") == (status, body["error"])
+    assert (status, body["error"]) == (503, "too_many_pending")
     # A finished login frees its place.
     await running.hit("code=x&state=a")
-    assert 201 == (await running.control.post(
-        "http://bridge/v1/logins", json={"provider_id": "github", "state": "c"})).status
+    assert (
+        await running.control.post(
+            "http://bridge/v1/logins", json={"provider_id": "github", "state": "c"}
+        )
+    ).status == 201
 
 
 async def test_an_unknown_id_is_404(bridge: RunningDaemon) -> None:
-    assert 404 == (await call(bridge, "GET", "/v1/logins/nope"))[0]
-    assert 404 == (await call(bridge, "DELETE", "/v1/logins/nope"))[0]
+    assert (await call(bridge, "GET", "/v1/logins/nope"))[0] == 404
+    assert (await call(bridge, "DELETE", "/v1/logins/nope"))[0] == 404
 
 
 async def test_wait_returns_as_soon_as_the_login_is_terminal(bridge: RunningDaemon) -> None:
@@ -105,7 +109,7 @@ async def test_wait_answers_pending_when_it_runs_out(bridge: RunningDaemon) -> N
 @pytest.mark.parametrize("wait", ["-1", "soon", "nan"])
 async def test_a_bad_wait_is_422(bridge: RunningDaemon, wait: str) -> None:
     login = await bridge.register("github", "w3")
-    assert 422 == (await call(bridge, "GET", f"/v1/logins/{login['id']}?wait={wait}"))[0]
+    assert (await call(bridge, "GET", f"/v1/logins/{login['id']}?wait={wait}"))[0] == 422
 
 
 async def test_cancel_makes_the_login_cancelled_and_wakes_waiters(bridge: RunningDaemon) -> None:
@@ -115,10 +119,10 @@ async def test_cancel_makes_the_login_cancelled_and_wakes_waiters(bridge: Runnin
 
     status, body = await call(bridge, "DELETE", f"/v1/logins/{login['id']}")
 
-    assert (200, "cancelled") == (status, body["status"])
+    assert (status, body["status"]) == (200, "cancelled")
     assert (await asyncio.wait_for(waiter, 5))["status"] == "cancelled"
     again, _ = await call(bridge, "DELETE", f"/v1/logins/{login['id']}")
-    assert 409 == again
+    assert again == 409
 
 
 async def test_a_cancelled_login_is_not_forwarded(
@@ -139,8 +143,8 @@ async def test_list_holds_every_login_and_never_a_state(bridge: RunningDaemon) -
 
     status, body = await call(bridge, "GET", "/v1/logins")
 
-    assert 200 == status
-    assert ["github", "google"] == [login["provider_id"] for login in body["logins"]]
+    assert status == 200
+    assert [login["provider_id"] for login in body["logins"]] == ["github", "google"]
     assert "secret-state" not in str(body)
 
 
@@ -154,43 +158,51 @@ async def test_paste_fallback_completes_a_login_through_the_same_path(
     again, body2 = await call(bridge, "POST", "/v1/callbacks", json={"url": url})
 
     assert (200, "succeeded", login["id"]) == (status, body["status"], body["id"])
-    assert (200, "succeeded") == (again, body2["status"])
+    assert (again, body2["status"]) == (200, "succeeded")
     assert [c.body for c in control_plane.calls] == [{"code": "pasted", "state": "p"}]
 
 
-@pytest.mark.parametrize("url", [
-    "not a url",
-    "http://evil.example/callback/github?code=c&state=p",
-    "http://127.0.0.1:1/callback/github?code=c&state=p",
-    "http://127.0.0.1:{port}/elsewhere?code=c&state=p",
-    "https://127.0.0.1:{port}/callback/github?code=c&state=p",
-    "http://127.0.0.1:{port}/callback/github?code=c&code=d&state=p",
-    "http://127.0.0.1:{port}/callback/github?state=p",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "http://evil.example/callback/github?code=c&state=p",
+        "http://127.0.0.1:1/callback/github?code=c&state=p",
+        "http://127.0.0.1:{port}/elsewhere?code=c&state=p",
+        "https://127.0.0.1:{port}/callback/github?code=c&state=p",
+        "http://127.0.0.1:{port}/callback/github?code=c&code=d&state=p",
+        "http://127.0.0.1:{port}/callback/github?state=p",
+    ],
+)
 async def test_paste_of_a_bad_url_is_400_and_consumes_nothing(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble, url: str
 ) -> None:
     login = await bridge.register("github", "p")
 
-    status, body = await call(bridge, "POST", "/v1/callbacks",
-                              json={"url": url.format(port=bridge.port)})
+    status, body = await call(
+        bridge, "POST", "/v1/callbacks", json={"url": url.format(port=bridge.port)}
+    )
 
-    assert (400, "bad_url") == (status, body["error"])
+    assert (status, body["error"]) == (400, "bad_url")
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["status"] == "pending"
 
 
 async def test_paste_with_no_matching_login_is_404(bridge: RunningDaemon) -> None:
-    status, _ = await call(bridge, "POST", "/v1/callbacks",
-                           json={"url": f"{bridge.url}/callback/github?code=c&state=zz"})
-    assert 404 == status
+    status, _ = await call(
+        bridge,
+        "POST",
+        "/v1/callbacks",
+        json={"url": f"{bridge.url}/callback/github?code=c&state=zz"},
+    )
+    assert status == 404
 
 
 async def test_the_control_socket_and_runtime_dir_are_the_users_alone(
     bridge: RunningDaemon,
 ) -> None:
-    assert 0o600 == stat.S_IMODE(os.stat(bridge.paths.control_socket).st_mode)
-    assert 0o700 == stat.S_IMODE(os.stat(bridge.paths.runtime_dir).st_mode)
+    assert stat.S_IMODE(os.stat(bridge.paths.control_socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(bridge.paths.runtime_dir).st_mode) == 0o700
 
 
 async def test_a_peer_of_another_uid_is_refused(bridge: RunningDaemon) -> None:
@@ -202,7 +214,7 @@ async def test_a_peer_of_another_uid_is_refused(bridge: RunningDaemon) -> None:
     modes = {p: stat.S_IMODE(p.stat().st_mode) for p in opened}
     for p in opened[1:]:
         os.chmod(p, modes[p] | 0o001)
-    os.chmod(bridge.paths.control_socket, 0o666)
+    os.chmod(bridge.paths.control_socket, 0o666)  # noqa: S103  # the test opens it on purpose
     script = (
         "import os, socket\n"
         "os.setgid(65534); os.setuid(65534)\n"
@@ -217,7 +229,7 @@ async def test_a_peer_of_another_uid_is_refused(bridge: RunningDaemon) -> None:
     for p, mode in modes.items():
         os.chmod(p, mode)
 
-    assert "403" == out.decode().strip()
+    assert out.decode().strip() == "403"
 
 
 async def test_status_describes_the_daemon_without_secrets(bridge: RunningDaemon) -> None:
@@ -225,7 +237,7 @@ async def test_status_describes_the_daemon_without_secrets(bridge: RunningDaemon
 
     status, body = await call(bridge, "GET", "/v1/status")
 
-    assert 200 == status
+    assert status == 200
     assert (os.getpid(), bridge.url, 1) == (body["pid"], body["url"], body["pending"])
     text = str(body)
     for secret in ("status-state", "test-api-key", "test-bearer"):
@@ -235,8 +247,8 @@ async def test_status_describes_the_daemon_without_secrets(bridge: RunningDaemon
 async def test_control_api_is_unreachable_over_tcp_even_with_a_unix_host(
     bridge: RunningDaemon,
 ) -> None:
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{bridge.url}/v1/status", headers={"Host": "bridge"}
-    ) as response:
-        assert 421 == response.status
-
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{bridge.url}/v1/status", headers={"Host": "bridge"}) as response,
+    ):
+        assert response.status == 421

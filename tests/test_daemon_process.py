@@ -23,15 +23,16 @@ from tests.control_plane_double import ControlPlaneDouble
 
 def register(paths: Paths, state: str, provider: str = "github") -> dict[str, Any]:
     answer = ControlClient(paths.control_socket).request(
-        "POST", "/v1/logins", {"provider_id": provider, "state": state})
-    assert 201 == answer.status, answer.body
+        "POST", "/v1/logins", {"provider_id": provider, "state": state}
+    )
+    assert answer.status == 201, answer.body
     body: dict[str, Any] = answer.body
     return body
 
 
 def get_login(paths: Paths, login_id: str) -> dict[str, Any]:
     answer = ControlClient(paths.control_socket).request("GET", f"/v1/logins/{login_id}")
-    assert 200 == answer.status
+    assert answer.status == 200
     body: dict[str, Any] = answer.body
     return body
 
@@ -45,16 +46,21 @@ async def ready(proc: DaemonProcess) -> dict[str, Any]:
     return await asyncio.to_thread(wait_ready, proc)
 
 
-async def exit_code(proc: DaemonProcess, timeout: float = 20) -> int:
-    return await asyncio.to_thread(proc.process.wait, timeout)
+async def exit_code(proc: DaemonProcess, seconds: float = 20) -> int:
+    return await asyncio.to_thread(proc.process.wait, seconds)
 
 
 def run_serve(paths: Paths, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     if not paths.config_file.exists():
         paths.config_file.write_text("", encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "bridge", "serve", *args], env=env, cwd=REPO,
-        capture_output=True, text=True, timeout=30, check=False,
+        [sys.executable, "-m", "bridge", "serve", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -67,7 +73,7 @@ async def test_sigterm_removes_the_runtime_files_and_exits_0(
 
     proc.process.send_signal(signal.SIGTERM)
 
-    assert 0 == await exit_code(proc)
+    assert await exit_code(proc) == 0
     assert not paths.daemon_json.exists()
     assert not paths.control_socket.exists()
 
@@ -88,12 +94,12 @@ async def test_sigint_lets_an_in_flight_forward_finish(
     await asyncio.to_thread(_wait_refused, port)
     control_plane.release.set()
 
-    assert 200 == await browser
-    assert 0 == await exit_code(proc)
+    assert await browser == 200
+    assert await exit_code(proc) == 0
     again: DaemonProcess = daemon_process("--port", str(port))
     await ready(again)
-    assert "succeeded" == get_login(paths, login["id"])["status"]
-    assert 1 == len(control_plane.calls)
+    assert get_login(paths, login["id"])["status"] == "succeeded"
+    assert len(control_plane.calls) == 1
 
 
 def _wait_refused(port: int) -> None:
@@ -122,10 +128,10 @@ async def test_a_killed_daemon_keeps_its_pending_logins_after_restart(
     second: DaemonProcess = daemon_process("--port", str(port))
     info = await ready(second)
 
-    assert "pending" == get_login(paths, login["id"])["status"]
-    assert 200 == await hit(f"{info['url']}/callback/github?code=c&state=st-kill")
-    assert "succeeded" == get_login(paths, login["id"])["status"]
-    assert [{"code": "c", "state": "st-kill"}] == [c.body for c in control_plane.calls]
+    assert get_login(paths, login["id"])["status"] == "pending"
+    assert await hit(f"{info['url']}/callback/github?code=c&state=st-kill") == 200
+    assert get_login(paths, login["id"])["status"] == "succeeded"
+    assert [c.body for c in control_plane.calls] == [{"code": "c", "state": "st-kill"}]
 
 
 async def test_a_daemon_killed_mid_forward_never_forwards_again(
@@ -147,9 +153,9 @@ async def test_a_daemon_killed_mid_forward_never_forwards_again(
     await ready(second)
 
     failed = get_login(paths, login["id"])
-    assert ("failed", "interrupted") == (failed["status"], failed["result"]["error"])
-    assert 200 == await hit(f"{info['url']}/callback/github?code=c&state=st-mid")
-    assert 1 == len(control_plane.calls)
+    assert (failed["status"], failed["result"]["error"]) == ("failed", "interrupted")
+    assert await hit(f"{info['url']}/callback/github?code=c&state=st-mid") == 200
+    assert len(control_plane.calls) == 1
     assert "interrupted" in second.log_text()
 
 
@@ -161,7 +167,7 @@ async def test_a_second_serve_exits_3_and_names_the_running_daemon(
 
     second = await asyncio.to_thread(run_serve, paths, daemon_environ(paths, control_plane.url))
 
-    assert 3 == second.returncode
+    assert second.returncode == 3
     assert info["url"] in second.stderr
     assert "already running" in second.stderr
     assert "Traceback" not in second.stderr
@@ -176,10 +182,12 @@ async def test_a_port_held_by_another_program_exits_3_saying_so(
         port = other.getsockname()[1]
 
         result = await asyncio.to_thread(
-            run_serve, paths, daemon_environ(paths, control_plane.url), "--port", str(port))
+            run_serve, paths, daemon_environ(paths, control_plane.url), "--port", str(port)
+        )
 
-    assert 3 == result.returncode
-    assert f"port {port}" in result.stderr and "another program" in result.stderr
+    assert result.returncode == 3
+    assert f"port {port}" in result.stderr
+    assert "another program" in result.stderr
     assert not paths.daemon_json.exists()
 
 
@@ -189,24 +197,29 @@ async def test_a_port_held_by_another_oauth_bridge_names_it(
     port = free_port()
     first: DaemonProcess = daemon_process("--port", str(port))
     await ready(first)
-    elsewhere = Paths(runtime_dir=tmp_path / "run2", state_dir=tmp_path / "state2",
-                      config_file=paths.config_file)
+    elsewhere = Paths(
+        runtime_dir=tmp_path / "run2", state_dir=tmp_path / "state2", config_file=paths.config_file
+    )
 
     result = await asyncio.to_thread(
-        run_serve, elsewhere, daemon_environ(elsewhere, control_plane.url), "--port", str(port))
+        run_serve, elsewhere, daemon_environ(elsewhere, control_plane.url), "--port", str(port)
+    )
 
-    assert 3 == result.returncode
+    assert result.returncode == 3
     assert "another oauth-bridge" in result.stderr
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ("port = 'many'\n", "key 'port': Input should be a valid integer"),
-    ("port = 70000\n", "key 'port': Input should be less than or equal to 65535"),
-    ("colour = 'blue'\n", "key 'colour': unknown key"),
-    ("host = '0.0.0.0'\n", "key 'host': 0.0.0.0 is not a loopback address"),
-    ("this is = not toml\n", "not valid TOML"),
-    ("api_key_file = '/nonexistent/key'\n", "key 'api_key_file': cannot read /nonexistent/key"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("port = 'many'\n", "key 'port': Input should be a valid integer"),
+        ("port = 70000\n", "key 'port': Input should be less than or equal to 65535"),
+        ("colour = 'blue'\n", "key 'colour': unknown key"),
+        ("host = '0.0.0.0'\n", "key 'host': 0.0.0.0 is not a loopback address"),
+        ("this is = not toml\n", "not valid TOML"),
+        ("api_key_file = '/nonexistent/key'\n", "key 'api_key_file': cannot read /nonexistent/key"),
+    ],
+)
 def test_a_bad_config_file_exits_2_naming_file_key_and_problem(
     paths: Paths, content: str, expected: str
 ) -> None:
@@ -218,42 +231,47 @@ def test_a_bad_config_file_exits_2_naming_file_key_and_problem(
 
     result = run_serve(paths, env)
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert str(paths.config_file) in result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(("args", "env", "expected"), [
-    (["--host", "192.168.1.10"], {}, "option --host: 192.168.1.10 is not a loopback address"),
-    (["--host", "0.0.0.0"], {}, "not a loopback address"),
-    ([], {"OAUTH_BRIDGE_PORT": "-1"}, "environment variable OAUTH_BRIDGE_PORT"),
-    ([], {"OAUTH_BRIDGE_CONTROL_PLANE_URL": "ftp://x"}, "OAUTH_BRIDGE_CONTROL_PLANE_URL"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--host", "192.168.1.10"], {}, "option --host: 192.168.1.10 is not a loopback address"),
+        (["--host", "0.0.0.0"], {}, "not a loopback address"),
+        ([], {"OAUTH_BRIDGE_PORT": "-1"}, "environment variable OAUTH_BRIDGE_PORT"),
+        ([], {"OAUTH_BRIDGE_CONTROL_PLANE_URL": "ftp://x"}, "OAUTH_BRIDGE_CONTROL_PLANE_URL"),
+    ],
+)
 def test_bad_flags_and_environment_exit_2(
     paths: Paths, args: list[str], env: dict[str, str], expected: str
 ) -> None:
     result = run_serve(paths, daemon_environ(paths, "http://127.0.0.1:9", **env), *args)
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_flags_beat_environment_beat_the_config_file(
-    paths: Paths, tmp_path: Path
-) -> None:
+def test_flags_beat_environment_beat_the_config_file(paths: Paths, tmp_path: Path) -> None:
     from bridge.config import load_config
 
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text("port = 1111\nlog_level = 'error'\npending_limit = 7\n")
     env = {"OAUTH_BRIDGE_PORT": "2222", "OAUTH_BRIDGE_LOG_LEVEL": "warning"}
 
-    config = load_config(config_file=paths.config_file, explicit_file=True, environ=env,
-                         flags={"port": 3333})
+    config = load_config(
+        config_file=paths.config_file, explicit_file=True, environ=env, flags={"port": 3333}
+    )
 
-    assert (3333, "warning", 7) == (
-        config.settings.port, config.settings.log_level, config.settings.pending_limit)
+    assert (
+        config.settings.port,
+        config.settings.log_level,
+        config.settings.pending_limit,
+    ) == (3333, "warning", 7)
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o750, 0o701])
@@ -263,7 +281,7 @@ def test_a_runtime_dir_open_to_others_is_refused(paths: Paths, mode: int) -> Non
 
     result = run_serve(paths, daemon_environ(paths, "http://127.0.0.1:9"))
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert "open to other users" in result.stderr
 
 
@@ -275,7 +293,7 @@ def test_a_runtime_dir_of_another_user_is_refused(paths: Paths) -> None:
 
     result = run_serve(paths, daemon_environ(paths, "http://127.0.0.1:9"))
 
-    assert 2 == result.returncode
+    assert result.returncode == 2
     assert "owned by uid 65534" in result.stderr
 
 
@@ -285,7 +303,7 @@ async def test_the_runtime_dir_is_created_0700_and_daemon_json_matches_the_contr
     proc: DaemonProcess = daemon_process()
     info = await ready(proc)
 
-    assert 0o700 == paths.runtime_dir.stat().st_mode & 0o777
+    assert paths.runtime_dir.stat().st_mode & 0o777 == 0o700
     assert {"pid", "url", "control_socket", "version"} == set(info)
     assert (proc.process.pid, str(paths.control_socket)) == (info["pid"], info["control_socket"])
     assert info["url"].startswith("http://127.0.0.1:")

@@ -32,7 +32,7 @@ async def test_a_callback_is_forwarded_once_with_exact_body_and_headers(
     assert call.headers["Authorization"] == f"Bearer {BEARER}"
     assert call.headers["User-Agent"].startswith("oauth-bridge/")
     assert call.headers["Content-Type"] == "application/json"
-    assert (200, "succeeded") == (status, meta_status(page))
+    assert (status, meta_status(page)) == (200, "succeeded")
     assert response.url.path == f"/result/{login['id']}"
     assert response.url.query_string == ""
     assert response.history[0].status == 303
@@ -42,18 +42,27 @@ async def test_a_callback_is_forwarded_once_with_exact_body_and_headers(
         "control_plane_status": 200,
         "control_plane_body": {"connected": True, "provider_id": "github"},
     }
-    assert "state" not in done and "code" not in str(done)
+    assert "state" not in done
+    assert "code" not in str(done)
 
 
 async def test_login_object_has_the_contract_shape(bridge: RunningDaemon) -> None:
     login = await bridge.register("github", "st-shape")
 
-    assert set(login) == {"id", "provider_id", "status", "redirect_uri", "created_at",
-                          "expires_at", "result"}
+    assert set(login) == {
+        "id",
+        "provider_id",
+        "status",
+        "redirect_uri",
+        "created_at",
+        "expires_at",
+        "result",
+    }
     assert login["status"] == "pending"
     assert login["result"] is None
     assert login["redirect_uri"] == f"{bridge.url}/callback/github"
-    assert login["created_at"].endswith("Z") and login["expires_at"] > login["created_at"]
+    assert login["created_at"].endswith("Z")
+    assert login["expires_at"] > login["created_at"]
 
 
 async def test_provider_id_is_percent_encoded_as_one_path_segment(
@@ -88,7 +97,7 @@ async def test_form_post_callback_is_forwarded(
 
 async def test_healthz_answers_ok(bridge: RunningDaemon) -> None:
     async with bridge.browser.get(f"{bridge.url}/healthz") as response:
-        assert (200, {"status": "ok"}) == (response.status, await response.json())
+        assert (response.status, await response.json()) == (200, {"status": "ok"})
 
 
 def host_has_ipv6_loopback() -> bool:
@@ -124,7 +133,7 @@ async def test_success_url_replaces_the_result_page(
     async with running.browser.get(
         f"{running.url}/callback/github?code=c&state=st-s", allow_redirects=False
     ) as response:
-        assert (303, "http://127.0.0.1:1/done") == (response.status, response.headers["Location"])
+        assert (response.status, response.headers["Location"]) == (303, "http://127.0.0.1:1/done")
 
 
 async def test_success_url_is_never_taken_from_the_request(bridge: RunningDaemon) -> None:

@@ -19,15 +19,18 @@ async def forward_once(bridge: RunningDaemon, state: str = "st-f") -> dict[str, 
     return await bridge.login(login["id"], wait=10)
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (401, "control_plane_rejected"),
-    (403, "control_plane_rejected"),
-    (400, "control_plane_rejected"),
-    (404, "control_plane_rejected"),
-    (409, "control_plane_rejected"),
-    (500, "control_plane_error"),
-    (502, "control_plane_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, "control_plane_rejected"),
+        (403, "control_plane_rejected"),
+        (400, "control_plane_rejected"),
+        (404, "control_plane_rejected"),
+        (409, "control_plane_rejected"),
+        (500, "control_plane_error"),
+        (502, "control_plane_error"),
+    ],
+)
 async def test_an_error_answer_is_classified(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble, status: int, error: str
 ) -> None:
@@ -36,7 +39,9 @@ async def test_an_error_answer_is_classified(
     login = await forward_once(bridge)
 
     assert ("failed", error, status) == (
-        login["status"], login["result"]["error"], login["result"]["control_plane_status"]
+        login["status"],
+        login["result"]["error"],
+        login["result"]["control_plane_status"],
     )
     assert len(control_plane.calls) == 1  # never retried after a 4xx or 500
 
@@ -61,7 +66,8 @@ async def test_a_422_is_a_validation_error_with_the_parsed_detail(
     login = await forward_once(bridge)
 
     assert ("validation_error", 422, detail) == (
-        login["result"]["error"], login["result"]["control_plane_status"],
+        login["result"]["error"],
+        login["result"]["control_plane_status"],
         login["result"]["detail"],
     )
 
@@ -69,14 +75,16 @@ async def test_a_422_is_a_validation_error_with_the_parsed_detail(
 async def test_a_non_json_answer_is_classified_without_a_crash(
     bridge: RunningDaemon, control_plane: ControlPlaneDouble
 ) -> None:
-    control_plane.answer(502, b"<html><body>Bad gateway (proxy)</body></html>",
-                         {"Content-Type": "text/html"})
+    control_plane.answer(
+        502, b"<html><body>Bad gateway (proxy)</body></html>", {"Content-Type": "text/html"}
+    )
 
     login = await forward_once(bridge)
 
-    assert ("control_plane_error", 502) == (
-        login["result"]["error"], login["result"]["control_plane_status"]
-    )
+    assert (
+        login["result"]["error"],
+        login["result"]["control_plane_status"],
+    ) == ("control_plane_error", 502)
 
 
 async def test_a_non_json_2xx_from_a_proxy_is_not_taken_for_success(
@@ -86,7 +94,7 @@ async def test_a_non_json_2xx_from_a_proxy_is_not_taken_for_success(
 
     login = await forward_once(bridge)
 
-    assert ("failed", "control_plane_error") == (login["status"], login["result"]["error"])
+    assert (login["status"], login["result"]["error"]) == ("failed", "control_plane_error")
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -110,9 +118,10 @@ async def test_a_retry_after_beyond_the_deadline_gives_up_with_the_answer(
 
     login = await forward_once(bridge)
 
-    assert ("control_plane_error", 503) == (
-        login["result"]["error"], login["result"]["control_plane_status"]
-    )
+    assert (
+        login["result"]["error"],
+        login["result"]["control_plane_status"],
+    ) == ("control_plane_error", 503)
     assert len(control_plane.calls) == 1
 
 
@@ -126,9 +135,7 @@ async def test_a_refused_connection_is_retried_then_unreachable(
 
     login = await forward_once(running)
 
-    assert ("failed", "control_plane_unreachable") == (
-        login["status"], login["result"]["error"]
-    )
+    assert (login["status"], login["result"]["error"]) == ("failed", "control_plane_unreachable")
     assert "control_plane_status" not in login["result"]
 
 
@@ -157,7 +164,7 @@ async def test_a_connect_failure_then_success_is_retried(
     await late.start_on(port)
     try:
         done = await running.login(login["id"], wait=10)
-        assert ("succeeded", 1) == (done["status"], len(late.calls))
+        assert (done["status"], len(late.calls)) == ("succeeded", 1)
     finally:
         await hit
         await late.stop()
@@ -171,9 +178,7 @@ async def test_a_timeout_after_sending_is_never_retried(
 
     login = await forward_once(running)
 
-    assert ("failed", "control_plane_unreachable") == (
-        login["status"], login["result"]["error"]
-    )
+    assert (login["status"], login["result"]["error"]) == ("failed", "control_plane_unreachable")
     assert "not sent again" in login["result"]["message"]
     assert len(control_plane.calls) == 1
 

@@ -25,8 +25,16 @@ CANARIES = (CODE, STATE, API_KEY, BEARER)
 
 def echoing_422(body: Any) -> dict[str, Any]:
     """FastAPI's 422 echoes the input: the control plane's answer may hold the code."""
-    return {"detail": [{"type": "value_error", "loc": ["body", "code"],
-                        "msg": f"bad code {CODE}", "input": {"code": CODE, "state": STATE}}]}
+    return {
+        "detail": [
+            {
+                "type": "value_error",
+                "loc": ["body", "code"],
+                "msg": f"bad code {CODE}",
+                "input": {"code": CODE, "state": STATE},
+            }
+        ]
+    }
 
 
 async def run_flow(
@@ -35,9 +43,11 @@ async def run_flow(
     """Register a canary state, let ``setup`` script the double, and play the browser."""
     state = f"{STATE}{n}"
     answer = ControlClient(paths.control_socket).request(
-        "POST", "/v1/logins", {"provider_id": "github", "state": state,
-                               "expected_issuer": "https://issuer"})
-    assert 201 == answer.status
+        "POST",
+        "/v1/logins",
+        {"provider_id": "github", "state": state, "expected_issuer": "https://issuer"},
+    )
+    assert answer.status == 201
     query = setup(control_plane, state)
     async with aiohttp.ClientSession() as session:
         try:
@@ -49,19 +59,28 @@ async def run_flow(
         except aiohttp.ClientError:
             pass
         ControlClient(paths.control_socket).request(
-            "POST", "/v1/callbacks",
-            {"url": f"http://127.0.0.1:{port}/callback/github?{query}"}, timeout=20)
+            "POST",
+            "/v1/callbacks",
+            {"url": f"http://127.0.0.1:{port}/callback/github?{query}"},
+            timeout=20,
+        )
     control_plane.script.hang = False
     control_plane.script.queue.clear()
 
 
-def script(status: int | None = None, body: Any = None, *, hang: bool = False,
-           query: str = "code={code}&state={state}") -> Any:
+def script(
+    status: int | None = None,
+    body: Any = None,
+    *,
+    hang: bool = False,
+    query: str = "code={code}&state={state}",
+) -> Any:
     def setup(double: ControlPlaneDouble, state: str) -> str:
         if status is not None:
             double.answer(status, body)
         double.script.hang = hang
         return query.format(code=CODE, state=state)
+
     return setup
 
 
@@ -88,8 +107,12 @@ async def test_no_canary_reaches_any_log_or_the_state_dir(
 ) -> None:
     port = free_port()
     env = daemon_environ(
-        paths, control_plane.url, LANGSMITH_API_KEY=API_KEY, OAUTH_BRIDGE_BEARER_TOKEN=BEARER,
-        OAUTH_BRIDGE_LOG_LEVEL="debug", OAUTH_BRIDGE_REQUEST_TIMEOUT_SECONDS="1",
+        paths,
+        control_plane.url,
+        LANGSMITH_API_KEY=API_KEY,
+        OAUTH_BRIDGE_BEARER_TOKEN=BEARER,
+        OAUTH_BRIDGE_LOG_LEVEL="debug",
+        OAUTH_BRIDGE_REQUEST_TIMEOUT_SECONDS="1",
         OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS="1",
     )
     control_plane.api_key, control_plane.bearer = API_KEY, BEARER
@@ -107,13 +130,15 @@ async def test_no_canary_reaches_any_log_or_the_state_dir(
     await run_flow(paths, control_plane, port, 102, script())
     # Malformed HTTP whose request line carries the canaries.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /callback/github?code={CODE}&state={STATE} HTTP/1.1\r\nHost: \x00\r\n"
-                 f"Bad Header {CODE}\r\n\r\n".encode())
+    writer.write(
+        f"GET /callback/github?code={CODE}&state={STATE} HTTP/1.1\r\nHost: \x00\r\n"
+        f"Bad Header {CODE}\r\n\r\n".encode()
+    )
     await writer.drain()
     await reader.read()
     writer.close()
     proc.process.send_signal(signal.SIGTERM)
-    assert 0 == await asyncio.to_thread(proc.process.wait, 20)
+    assert await asyncio.to_thread(proc.process.wait, 20) == 0
 
     log = proc.log_text()
     assert "forwarding to the control plane" in log  # the log did record the flows
@@ -132,9 +157,15 @@ def test_log_redaction_covers_library_errors_and_tracebacks(
     from bridge.logs import RedactSecrets
 
     redact = RedactSecrets([API_KEY])
-    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
-                               "Bad request line GET /cb?code=%s&state=%s key %s",
-                               (CODE, STATE, API_KEY), None)
+    record = logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Bad request line GET /cb?code=%s&state=%s key %s",
+        (CODE, STATE, API_KEY),
+        None,
+    )
     redact.filter(record)
 
     assert all(c not in record.getMessage() for c in CANARIES)

@@ -17,17 +17,28 @@ from tests.control_plane_double import ControlPlaneDouble
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling out, which this
 # machine's closed network refuses; as root it also needs --no-sandbox.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
 
@@ -41,10 +52,12 @@ async def provider() -> AsyncIterator[str]:
     async def form_post(request: web.Request) -> web.Response:
         # response_mode=form_post: the provider's page POSTs code and state to the callback.
         q = request.query
-        page = (f"<form id='f' method='post' action='{q['redirect_uri']}'>"
-                f"<input type='hidden' name='code' value='formcode'>"
-                f"<input type='hidden' name='state' value='{q['state']}'>"
-                "<button id='send'>Continue</button></form>")
+        page = (
+            f"<form id='f' method='post' action='{q['redirect_uri']}'>"
+            f"<input type='hidden' name='code' value='formcode'>"
+            f"<input type='hidden' name='state' value='{q['state']}'>"
+            "<button id='send'>Continue</button></form>"
+        )
         return web.Response(text=page, content_type="text/html")
 
     app.router.add_get("/form_post", form_post)
@@ -60,14 +73,22 @@ async def status_of(page: Page) -> str | None:
     return await page.get_attribute('meta[name="oauth-bridge-status"]', "content")
 
 
-async def authorize(page: Page, provider: str, bridge: RunningDaemon, state: str,
-                    path: str = "/authorize") -> None:
-    await page.goto(f"{provider}{path}?" + urlencode(
-        {"state": state, "redirect_uri": f"{bridge.url}/callback/github", "client_id": "t"}))
+async def authorize(
+    page: Page, provider: str, bridge: RunningDaemon, state: str, path: str = "/authorize"
+) -> None:
+    await page.goto(
+        f"{provider}{path}?"
+        + urlencode(
+            {"state": state, "redirect_uri": f"{bridge.url}/callback/github", "client_id": "t"}
+        )
+    )
 
 
 async def test_a_provider_redirect_lands_on_the_result_page_without_the_code(
-    bridge: RunningDaemon, control_plane: ControlPlaneDouble, browser: Browser, provider: str,
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    browser: Browser,
+    provider: str,
     tmp_path: Path,
 ) -> None:
     login = await bridge.register("github", "st-chromium")
@@ -79,18 +100,22 @@ async def test_a_provider_redirect_lands_on_the_result_page_without_the_code(
     await page.click("#approve")
     await page.wait_for_url(f"{bridge.url}/result/{login['id']}")
 
-    assert "succeeded" == await status_of(page)
-    assert "code=" not in page.url and "st-chromium" not in page.url
-    assert "Connected to github" == await page.text_content("h1")
-    assert [] == blocked  # the page needs nothing its CSP forbids
+    assert await status_of(page) == "succeeded"
+    assert "code=" not in page.url
+    assert "st-chromium" not in page.url
+    assert await page.text_content("h1") == "Connected to github"
+    assert blocked == []  # the page needs nothing its CSP forbids
     await page.screenshot(path=str(tmp_path / "succeeded.png"))
     await page.reload()
-    assert "succeeded" == await status_of(page)
-    assert 1 == len(control_plane.calls)
+    assert await status_of(page) == "succeeded"
+    assert len(control_plane.calls) == 1
 
 
 async def test_a_denial_shows_the_denied_page(
-    bridge: RunningDaemon, control_plane: ControlPlaneDouble, browser: Browser, provider: str,
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    browser: Browser,
+    provider: str,
 ) -> None:
     await bridge.register("github", "st-deny")
     page = await browser.new_page()
@@ -99,14 +124,17 @@ async def test_a_denial_shows_the_denied_page(
     await page.click("#deny")
     await page.wait_for_url(f"{bridge.url}/result/**")
 
-    assert "denied" == await status_of(page)
+    assert await status_of(page) == "denied"
     assert "The user said no." in (await page.text_content("body") or "")
     assert "error=" not in page.url
-    assert [] == control_plane.calls
+    assert control_plane.calls == []
 
 
 async def test_a_form_post_callback_ends_on_a_clean_result_page(
-    bridge: RunningDaemon, control_plane: ControlPlaneDouble, browser: Browser, provider: str,
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    browser: Browser,
+    provider: str,
 ) -> None:
     login = await bridge.register("github", "st-form")
     page = await browser.new_page()
@@ -115,12 +143,14 @@ async def test_a_form_post_callback_ends_on_a_clean_result_page(
     await page.click("#send")
     await page.wait_for_url(f"{bridge.url}/result/{login['id']}")
 
-    assert "succeeded" == await status_of(page)
-    assert [{"code": "formcode", "state": "st-form"}] == [c.body for c in control_plane.calls]
+    assert await status_of(page) == "succeeded"
+    assert [c.body for c in control_plane.calls] == [{"code": "formcode", "state": "st-form"}]
 
 
 async def test_an_unknown_state_page_leaves_no_code_in_the_address_bar(
-    bridge: RunningDaemon, browser: Browser, provider: str,
+    bridge: RunningDaemon,
+    browser: Browser,
+    provider: str,
 ) -> None:
     page = await browser.new_page()
     await authorize(page, provider, bridge, "never-registered")
@@ -128,5 +158,5 @@ async def test_an_unknown_state_page_leaves_no_code_in_the_address_bar(
     await page.click("#approve")
     await page.wait_for_url(f"{bridge.url}/result/-/unknown**")
 
-    assert "unknown" == await status_of(page)
+    assert await status_of(page) == "unknown"
     assert "code=" not in page.url

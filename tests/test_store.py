@@ -12,14 +12,23 @@ from bridge.store import DuplicateState, LoginStore, PendingLimitReached, state_
 
 
 def open_store(tmp_path: Path, **kw: float) -> LoginStore:
-    return LoginStore(tmp_path / "logins.sqlite3", retention_seconds=kw.get("retention", 60),
-                      pending_limit=int(kw.get("limit", 1000)))
+    return LoginStore(
+        tmp_path / "logins.sqlite3",
+        retention_seconds=kw.get("retention", 60),
+        pending_limit=int(kw.get("limit", 1000)),
+    )
 
 
 def register(store: LoginStore, state: str, *, now: float = 1000.0, ttl: float = 600) -> str:
-    return store.register(provider_id="github", state=state, redirect_uri="http://x/callback/github",
-                          now=now, ttl_seconds=ttl, expected_issuer=None,
-                          require_issuer=False).id
+    return store.register(
+        provider_id="github",
+        state=state,
+        redirect_uri="http://x/callback/github",
+        now=now,
+        ttl_seconds=ttl,
+        expected_issuer=None,
+        require_issuer=False,
+    ).id
 
 
 def test_no_state_is_at_rest_in_the_clear(tmp_path: Path) -> None:
@@ -29,8 +38,11 @@ def test_no_state_is_at_rest_in_the_clear(tmp_path: Path) -> None:
 
     for path in tmp_path.iterdir():
         assert b"plain-state-canary" not in path.read_bytes()
-    rows = sqlite3.connect(tmp_path / "logins.sqlite3").execute(
-        "SELECT state_hash FROM logins").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "logins.sqlite3")
+        .execute("SELECT state_hash FROM logins")
+        .fetchall()
+    )
     assert [(state_hash("plain-state-canary"),)] == rows
 
 
@@ -54,8 +66,10 @@ def test_begin_forward_succeeds_once(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     login_id = register(store, "s")
 
-    assert [True, False] == [store.begin_forward(login_id, 1001),
-                             store.begin_forward(login_id, 1001)]
+    assert [
+        store.begin_forward(login_id, 1001),
+        store.begin_forward(login_id, 1001),
+    ] == [True, False]
 
 
 def test_an_expired_login_cannot_begin_forwarding(tmp_path: Path) -> None:
@@ -64,7 +78,7 @@ def test_an_expired_login_cannot_begin_forwarding(tmp_path: Path) -> None:
 
     assert not store.begin_forward(login_id, 1010)
     assert [login_id] == store.expire_due(1010)
-    assert Status.EXPIRED == store.get(login_id).status  # type: ignore[union-attr]
+    assert store.get(login_id).status == Status.EXPIRED  # type: ignore[union-attr]
 
 
 def test_pending_logins_survive_reopening(tmp_path: Path) -> None:
@@ -74,8 +88,8 @@ def test_pending_logins_survive_reopening(tmp_path: Path) -> None:
 
     again = open_store(tmp_path)
 
-    assert Status.PENDING == again.find_by_state("s").status  # type: ignore[union-attr]
-    assert 1 == again.pending_count
+    assert again.find_by_state("s").status == Status.PENDING  # type: ignore[union-attr]
+    assert again.pending_count == 1
     assert login_id == again.find_by_state("s").id  # type: ignore[union-attr]
 
 
@@ -86,11 +100,11 @@ def test_a_login_left_forwarding_becomes_interrupted_and_is_never_resent(tmp_pat
     store.close()
 
     again = open_store(tmp_path)
-    assert 1 == again.recover_interrupted(1002)
+    assert again.recover_interrupted(1002) == 1
 
     login = again.get(login_id)
     assert login is not None
-    assert (Status.FAILED, "interrupted") == (login.status, (login.result or {})["error"])
+    assert (login.status, (login.result or {})["error"]) == (Status.FAILED, "interrupted")
     assert not again.begin_forward(login_id, 1003)
 
 
@@ -98,17 +112,27 @@ def test_the_control_plane_body_is_kept_in_memory_only(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     login_id = register(store, "s")
     store.begin_forward(login_id, 1001)
-    store.finish(login_id, Outcome(Status.SUCCEEDED, stored={"control_plane_status": 200},
-                                   answer={"control_plane_body": {"token": "tok-canary"}}),
-                 now=1002, current=Status.FORWARDING)
-    assert {"control_plane_status": 200, "control_plane_body": {"token": "tok-canary"}} == (
-        store.get(login_id).result)  # type: ignore[union-attr]
+    store.finish(
+        login_id,
+        Outcome(
+            Status.SUCCEEDED,
+            stored={"control_plane_status": 200},
+            answer={"control_plane_body": {"token": "tok-canary"}},
+        ),
+        now=1002,
+        current=Status.FORWARDING,
+    )
+    login = store.get(login_id)
+    assert login is not None
+    assert login.result == {
+        "control_plane_status": 200,
+        "control_plane_body": {"token": "tok-canary"},
+    }
     store.close()
 
     again = open_store(tmp_path)
 
-    assert {"control_plane_status": 200, "control_plane_body": None} == (
-        again.get(login_id).result)  # type: ignore[union-attr]
+    assert (again.get(login_id).result) == {"control_plane_status": 200, "control_plane_body": None}  # type: ignore[union-attr]
     for path in tmp_path.iterdir():
         assert b"tok-canary" not in path.read_bytes()
 
@@ -129,6 +153,6 @@ def test_next_deadline_is_the_earliest_expiry_or_discard(tmp_path: Path) -> None
     assert store.next_deadline() is None
     a = register(store, "a", ttl=100)
     register(store, "b", ttl=50)
-    assert 1050 == store.next_deadline()
+    assert store.next_deadline() == 1050
     store.finish(a, Outcome(Status.CANCELLED), now=1000, current=Status.PENDING)
-    assert 1005 == store.next_deadline()
+    assert store.next_deadline() == 1005
