@@ -388,3 +388,58 @@ def test_the_cli_does_not_import_the_server_stack(cli_env: dict[str, str]) -> No
     )
 
     assert result.stdout.strip() == "[]"
+
+
+async def test_a_daemon_that_fails_to_start_is_reported_with_its_log_tail(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    paths.config_file.write_text("port = 'not a port'\n", encoding="utf-8")
+    del cli_env["OAUTH_BRIDGE_PORT"]
+
+    result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s")
+
+    assert result.returncode == 3
+    assert "the daemon did not start (exit 2)" in result.stderr
+    assert "key 'port': Input should be a valid integer" in result.stderr
+    assert str(paths.state_dir / "daemon.log") in result.stderr
+
+
+async def test_on_a_terminal_wait_shows_a_live_status_line(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "expect",
+            "--provider",
+            "github",
+            "--state",
+            "t",
+            "--wait",
+        ],
+        env=cli_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+
+    def read_until_status_line() -> None:
+        nonlocal seen
+        while b"left" not in seen:
+            seen += os.read(primary, 4096)
+
+    await asyncio.wait_for(asyncio.to_thread(read_until_status_line), 20)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.to_thread(proc.wait, 20)
+    os.close(primary)
+
+    line = seen.decode(errors="replace")
+    assert "github: waiting for you to finish in the browser" in line
+    assert "9:5" in line  # the time left of a 600 s login, ticking
+    assert "Ctrl-C cancels" in line
+    assert proc.returncode == 13
