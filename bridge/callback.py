@@ -94,7 +94,8 @@ async def handle_callback(
             task = logins.track_forward(
                 _forward(logins, control_plane, login=login, code=code, state=state)
             )
-            # shield: a browser that disconnects cancels this handler, not the forward.
+            # shield: if this handler is cancelled (shutdown, or a server that cancels
+            # handlers of closed connections), the forward still runs to its end.
             await asyncio.shield(task)
 
     final = await logins.wait_terminal(login.id, wait_seconds + REPEAT_WAIT_MARGIN)
