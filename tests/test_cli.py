@@ -76,6 +76,17 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
+def spawn_on_terminal(env: dict[str, str], terminal: int, *args: str) -> subprocess.Popen[bytes]:
+    """Start the CLI with stderr on a pseudo-terminal, as a user's shell would."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
+
+
 def logins(paths: Paths) -> list[dict[str, Any]]:
     if not paths.control_socket.exists():
         return []
@@ -408,22 +419,8 @@ async def test_on_a_terminal_wait_shows_a_live_status_line(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     primary, secondary = os.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "expect",
-            "--provider",
-            "github",
-            "--state",
-            "t",
-            "--wait",
-        ],
-        env=cli_env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=secondary,
+    proc = spawn_on_terminal(
+        cli_env, secondary, "expect", "--provider", "github", "--state", "t", "--wait"
     )
     os.close(secondary)
     seen = b""
