@@ -1,0 +1,1 @@
+"""oauth-bridge's benchmark suite: ``python -m bench`` measures every figure and writes the table."""

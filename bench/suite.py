@@ -1,0 +1,26 @@
+"""Every figure, in the order the table shows them."""
+
+from __future__ import annotations
+
+from bench import (
+    cli_latency,
+    cold_start,
+    end_to_end,
+    forward_overhead,
+    idle_cost,
+    memory,
+    registrations,
+    rejection,
+)
+from bench.figure import Figure
+
+FIGURES: tuple[Figure, ...] = (
+    cold_start.FIGURE,
+    cli_latency.FIGURE,
+    rejection.FIGURE,
+    forward_overhead.FIGURE,
+    end_to_end.FIGURE,
+    registrations.FIGURE,
+    memory.FIGURE,
+    idle_cost.FIGURE,
+)
