@@ -7,7 +7,6 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiDict, MultiMapping
-from yarl import URL
 
 from bridge import __version__
 from bridge.callback import REASONS, CallbackResult, handle_callback
@@ -107,9 +106,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 def result_location(bridge: Services, outcome: CallbackResult) -> str:
     if outcome.login is None:
-        return str(
-            URL.build(path=f"/result/-/{outcome.page_status}", query={"why": outcome.reason})
-        )
+        # Both parts are fixed keys (a page status, a REASONS key): nothing to encode.
+        return f"/result/-/{outcome.page_status}?why={outcome.reason}"
     success_url = bridge.config.settings.success_url
     if success_url is not None and outcome.login.status is Status.SUCCEEDED:
         return str(success_url)

@@ -48,8 +48,12 @@ class ControlPlane:
         base_url: str,
         credentials: Credentials,
         deadline_seconds: float,
+        proxy: str | None = None,
     ) -> None:
         self.session = session
+        self.proxy = None if proxy is None else URL(proxy).with_user(None)
+        proxy_auth = None if proxy is None else aiohttp.BasicAuth.from_url(URL(proxy))
+        self.proxy_headers: dict[str, str] | None = None
         self.base_url = URL(base_url)
         self.deadline_seconds = deadline_seconds
         # Built once: the headers are the same for every forward.
@@ -60,6 +64,13 @@ class ControlPlane:
             self.headers["X-Tenant-Id"] = credentials.workspace_id
         if credentials.bearer_token:
             self.headers["Authorization"] = f"Bearer {credentials.bearer_token}"
+        if proxy_auth is not None:
+            # Credentials in the proxy's URL (http://user:pass@proxy:3128): on the CONNECT
+            # for https, on the request itself for plain http (it goes to the proxy whole).
+            if self.base_url.scheme == "https":
+                self.proxy_headers = {"Proxy-Authorization": proxy_auth.encode()}
+            else:
+                self.headers["Proxy-Authorization"] = proxy_auth.encode()
 
     def callback_url(self, provider_id: str) -> URL:
         # `/` joins one segment: yarl percent-encodes the provider id, slashes included.
@@ -80,6 +91,8 @@ class ControlPlane:
                     json={"code": code, "state": state},
                     headers=self.headers,
                     allow_redirects=False,
+                    proxy=self.proxy,
+                    proxy_headers=self.proxy_headers,
                 ) as response:
                     status = response.status
                     raw = await response.content.read(MAX_ANSWER_BYTES)

@@ -11,10 +11,11 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = ["add_arguments", "run", "unit_dir", "user_namespace_problem"]
 
@@ -147,6 +148,9 @@ def user_namespace_problem(proc_sys: Path = Path("/proc/sys"), *, probe: bool = 
 
 
 def _templates() -> Traversable:
+    # Imported here: every CLI call builds this command's parser, few run it.
+    from importlib import resources
+
     try:
         return resources.files("bridge.units")
     except ModuleNotFoundError:

@@ -61,8 +61,15 @@ class Logins:
     # -- changing -----------------------------------------------------------------
 
     def register(self, **fields: Any) -> Login:
-        self.expire_due()
+        if self._timer_at is not None and self._timer_at <= self.clock():
+            self.expire_due()  # the timer is due but has not run yet: free expired places
         login = self.store.register(now=self.clock(), **fields)
+        log.info(
+            "login %s registered for %s, pending for %.0fs",
+            login.id,
+            login.provider_id,
+            login.expires_at - login.created_at,
+        )
         self._schedule(login.expires_at)
         self._changed_now(login.id)
         return login

@@ -59,6 +59,18 @@ def _authority(host: str) -> str:
 SERVICES = web.AppKey("services", Services)
 
 
+def proxy_for(url: str) -> str | None:
+    """Return the proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), if any."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
 def services(app: web.Application) -> Services:
     return app[SERVICES]
 
@@ -91,15 +103,18 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
             total=settings.request_timeout_seconds,
             connect=settings.connect_timeout_seconds,
         )
-        # trust_env: HTTPS_PROXY, NO_PROXY and SSL_CERT_FILE work behind corporate proxies.
+        # HTTPS_PROXY and NO_PROXY are read once, here, rather than by trust_env=True on
+        # every request (two thread hops per forward); SSL_CERT_FILE and SSL_CERT_DIR work
+        # through OpenSSL's default paths, which aiohttp's default context loads.
         async with aiohttp.ClientSession(
-            timeout=timeout, trust_env=True, raise_for_status=False
+            timeout=timeout, trust_env=False, raise_for_status=False
         ) as session:
             control_plane = ControlPlane(
                 session=session,
                 base_url=str(settings.control_plane_url),
                 credentials=config.credentials,
                 deadline_seconds=settings.forward_deadline_seconds,
+                proxy=proxy_for(str(settings.control_plane_url)),
             )
             logins.start()
             try:

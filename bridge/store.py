@@ -64,6 +64,11 @@ class LoginStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._answers: dict[str, dict[str, JSON]] = {}
+        # Every state hash in the table: a stray or forged callback is refused without
+        # a query, which is most of the cost of a flood of them.
+        self._hashes: set[bytes] = {
+            row[0] for row in self._db.execute("SELECT state_hash FROM logins")
+        }
         self._pending: int = self._db.execute(
             "SELECT count(*) FROM logins WHERE status = 'pending'"
         ).fetchone()[0]
@@ -97,6 +102,7 @@ class LoginStore:
     ) -> Login:
         if self._pending >= self.pending_limit:
             raise PendingLimitReached
+        digest = state_hash(state)
         login = Login(
             id=secrets.token_urlsafe(12),
             provider_id=provider_id,
@@ -114,7 +120,7 @@ class LoginStore:
                 " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
                 (
                     login.id,
-                    state_hash(state),
+                    digest,
                     provider_id,
                     redirect_uri,
                     login.created_at,
@@ -125,6 +131,7 @@ class LoginStore:
             )
         except sqlite3.IntegrityError:
             raise DuplicateState from None
+        self._hashes.add(digest)
         self._pending += 1
         return login
 
@@ -133,8 +140,11 @@ class LoginStore:
         return None if row is None else self._login(row)
 
     def find_by_state(self, state: str) -> Login | None:
+        digest = state_hash(state)
+        if digest not in self._hashes:
+            return None
         row = self._db.execute(
-            f"SELECT {COLUMNS} FROM logins WHERE state_hash = ?", (state_hash(state),)
+            f"SELECT {COLUMNS} FROM logins WHERE state_hash = ?", (digest,)
         ).fetchone()
         return None if row is None else self._login(row)
 
@@ -198,18 +208,15 @@ class LoginStore:
 
     def sweep(self, now: float) -> int:
         """Forget terminal logins whose retention time has passed."""
-        ids = [
-            row[0]
-            for row in self._db.execute(
-                "SELECT id FROM logins WHERE discard_at IS NOT NULL AND discard_at <= ?", (now,)
-            )
-        ]
-        for login_id in ids:
+        swept = self._db.execute(
+            "DELETE FROM logins WHERE discard_at IS NOT NULL AND discard_at <= ?"
+            " RETURNING id, state_hash",
+            (now,),
+        ).fetchall()
+        for login_id, digest in swept:
             self._answers.pop(login_id, None)
-        self._db.execute(
-            "DELETE FROM logins WHERE discard_at IS NOT NULL AND discard_at <= ?", (now,)
-        )
-        return len(ids)
+            self._hashes.discard(digest)
+        return len(swept)
 
     def next_deadline(self) -> float | None:
         """Return when the next pending login expires or terminal login is forgotten."""

@@ -17,6 +17,7 @@ BEARER = "test-bearer-token-0456"
 @dataclass
 class Call:
     provider_id: str
+    host: str
     raw_path: str
     headers: dict[str, str]
     body: Any
@@ -88,6 +89,7 @@ class ControlPlaneDouble:
         self.calls.append(
             Call(
                 provider_id=request.match_info["provider_id"],
+                host=request.host,
                 raw_path=request.raw_path,
                 headers=dict(request.headers),
                 body=body,

@@ -195,3 +195,34 @@ async def test_no_credentials_means_no_credential_headers(
 
     headers = control_plane.calls[0].headers
     assert not {"X-Api-Key", "X-Tenant-Id", "Authorization"} & set(headers)
+
+
+async def test_the_proxy_named_by_the_environment_carries_the_forward(
+    start_daemon: Any, control_plane: ControlPlaneDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The double plays the proxy too: it gets the absolute-form request meant for the
+    # control plane, whose name does not even resolve here.
+    proxy = control_plane.url.replace("http://", "http://alice:s3cret@")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    running: RunningDaemon = await start_daemon(
+        OAUTH_BRIDGE_CONTROL_PLANE_URL="http://control-plane.invalid"
+    )
+
+    login = await forward_once(running)
+
+    assert login["status"] == "succeeded"
+    assert control_plane.calls[0].host == "control-plane.invalid"
+    assert control_plane.calls[0].headers["Proxy-Authorization"] == "Basic YWxpY2U6czNjcmV0"
+
+
+async def test_no_proxy_sends_the_forward_direct(
+    start_daemon: Any, control_plane: ControlPlaneDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    running: RunningDaemon = await start_daemon()
+
+    login = await forward_once(running)
+
+    assert login["status"] == "succeeded"
+    assert "Proxy-Authorization" not in control_plane.calls[0].headers
