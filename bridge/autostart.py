@@ -20,11 +20,21 @@ POLL_SECONDS = 0.01
 
 
 def running_daemon(paths: Paths) -> dict[str, Any] | None:
-    """Return daemon.json of a daemon that answers, or None."""
-    info = read_daemon_json(paths.daemon_json)
-    if info is None or not ControlClient(paths.control_socket).alive():
+    """Return the status of the daemon that answers on control.sock, or None.
+
+    Asking the socket rather than reading daemon.json first also wakes a daemon that
+    systemd socket-activates: its socket answers before any daemon.json exists.
+    """
+    if not paths.control_socket.exists():
         return None
-    return info
+    try:
+        answer = ControlClient(paths.control_socket).request("GET", "/v1/status", timeout=15)
+    except DaemonUnavailable:
+        return None
+    if answer.status != 200 or not isinstance(answer.body, dict):
+        return None
+    status: dict[str, Any] = answer.body
+    return status
 
 
 def ensure_daemon(paths: Paths, *, start: bool) -> dict[str, Any]:
@@ -64,9 +74,10 @@ def _start(paths: Paths) -> dict[str, Any]:
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     while time.monotonic() < deadline:
         info = read_daemon_json(paths.daemon_json)
-        ready = info is not None and info.get("pid") == process.pid
-        if ready and ControlClient(paths.control_socket).alive():
-            return info  # type: ignore[return-value]  # ready implies a dict
+        if info is not None and info.get("pid") == process.pid:
+            status = running_daemon(paths)
+            if status is not None:
+                return status
         code = process.poll()
         if code is not None:
             if code == EXIT_UNAVAILABLE:

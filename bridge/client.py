@@ -70,9 +70,3 @@ class ControlClient:
         except ValueError:
             parsed = None
         return Answer(response.status, parsed)
-
-    def alive(self) -> bool:
-        try:
-            return self.request("GET", "/v1/status", timeout=2.0).status == 200
-        except DaemonUnavailable:
-            return False

@@ -15,14 +15,13 @@ from bridge.paths import default_paths
 
 def status(args: argparse.Namespace) -> int:
     paths = default_paths()
-    info = running_daemon(paths)
-    answer = ControlClient(paths.control_socket).request("GET", "/v1/status") if info else None
-    if answer is None or answer.status != 200:
+    status = running_daemon(paths)
+    if status is None:
         if args.json:
             print(json.dumps({"running": False, "control_socket": str(paths.control_socket)}))
         say(f"oauth-bridge is not running (nothing answers on {paths.control_socket}).")
         return EXIT_UNAVAILABLE
-    document: dict[str, Any] = {"running": True, **answer.body}
+    document: dict[str, Any] = {"running": True, **status}
     if args.json:
         print(json.dumps(document))
         return EXIT_OK

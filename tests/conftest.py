@@ -249,3 +249,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def require_tool(name: str, package: str) -> str:
+    """Find a tool the test drives for real; its absence fails, never skips, the test."""
+    import shutil
+
+    found = shutil.which(name) or (
+        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+    )
+    if found is None:
+        pytest.fail(f"{name} is missing: install Debian's package {package} (scripts/test does)")
+    return found

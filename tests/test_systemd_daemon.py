@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from bridge.paths import Paths
-from tests.conftest import REPO, daemon_environ, free_port
+from tests.conftest import REPO, daemon_environ, free_port, require_tool
 from tests.control_plane_double import ControlPlaneDouble
 
 ACTIVATE = "/usr/bin/systemd-socket-activate"
@@ -32,9 +32,6 @@ NO_FORWARD = "http://127.0.0.1:9"
 
 T = TypeVar("T")
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="systemd's protocols and /proc are Linux-only"
-)
 
 # Plays systemd for a restart: moves the fds named in argv to 3, 4, ... and execs the
 # daemon in the same process, so LISTEN_PID (set here to our own pid) stays true.
@@ -139,8 +136,7 @@ def socket_activate(
     runtime: Paths, spawn: Callable[..., Served]
 ) -> Callable[..., Awaitable[Served]]:
     """Run ``serve`` under systemd-socket-activate, listening on a TCP port and control.sock."""
-    if not os.access(ACTIVATE, os.X_OK):
-        pytest.skip(f"{ACTIVATE} is not installed (Debian package 'systemd')")
+    require_tool("systemd-socket-activate", "systemd")
 
     async def start(env: dict[str, str], *args: str) -> Served:
         # It takes no port 0: retry the rare port another process took meanwhile.
@@ -510,3 +506,39 @@ async def test_idle_exit_is_ignored_without_socket_activation(
     with pytest.raises(subprocess.TimeoutExpired):
         await served.exit_code(within=2.5 * IDLE_EXIT)
     assert "--idle-exit applies only under socket activation: ignored" in served.log_text()
+
+
+async def test_expect_wakes_a_socket_activated_daemon_instead_of_starting_one(
+    runtime: Paths,
+    control_plane: ControlPlaneDouble,
+    socket_activate: Callable[..., Awaitable[Served]],
+) -> None:
+    env = daemon_environ(runtime, control_plane.url)
+    served = await socket_activate(env)
+    assert not runtime.daemon_json.exists()  # systemd listens; no daemon has run yet
+    redirect = f"http://127.0.0.1:{served.port}/callback/github"
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "expect",
+            "--provider",
+            "github",
+            "--auth-url",
+            f"https://github.com/login/oauth/authorize?state=st-wake&redirect_uri={redirect}",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    info = await served.ready()
+    assert info["url"] == f"http://127.0.0.1:{served.port}"
+    assert "daemon.log" not in {p.name for p in runtime.state_dir.iterdir()}  # none auto-started

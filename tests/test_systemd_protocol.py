@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.systemd import Notifier, inherited_sockets
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 10.0
@@ -168,11 +168,8 @@ def test_listen_pid_mismatch_unsets_all_variables() -> None:
     assert environ == {}
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-socket-activate") is None,
-    reason="systemd-socket-activate is not installed (Debian: package systemd)",
-)
 def test_systemd_socket_activate_hands_over_named_sockets(tmp_path: Path) -> None:
+    require_tool("systemd-socket-activate", "systemd")
     control, spare = tmp_path / "control.sock", tmp_path / "spare.sock"
     launcher = subprocess.Popen(
         [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +20,13 @@ from bridge.install_service import (
     run,
     user_namespace_problem,
 )
+from tests.conftest import require_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze is not installed (Debian: package systemd)",
-)
+
+@pytest.fixture(autouse=True)
+def _systemd_analyze() -> None:
+    require_tool("systemd-analyze", "systemd")
+
 
 # `systemd-analyze security` scores a user unit as if it ran as root, so
 # without a capability bounding set (which a user unit cannot drop outside a
@@ -341,9 +342,7 @@ def test_sysctls_that_block_user_namespaces(
 
 
 def test_the_probe_agrees_with_unshare(tmp_path: Path) -> None:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("unshare(1) is not installed (Debian: package util-linux)")
+    unshare = require_tool("unshare", "util-linux")
     expected = subprocess.run([unshare, "--user", "true"], check=False).returncode == 0
 
     problem = user_namespace_problem(tmp_path)  # no sysctls there: the probe decides
