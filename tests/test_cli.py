@@ -440,3 +440,21 @@ async def test_on_a_terminal_wait_shows_a_live_status_line(
     assert "9:5" in line  # the time left of a 600 s login, ticking
     assert "Ctrl-C cancels" in line
     assert proc.returncode == 13
+
+
+async def test_status_for_people_shows_pid_url_pending_and_recent_logins(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    login_id = (
+        await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "h")
+    ).stdout.strip()
+    info = read_daemon_json(paths.daemon_json)
+    assert info is not None
+
+    result = await asyncio.to_thread(cli, cli_env, "status")
+
+    assert result.returncode == 0
+    assert f"is running (pid {info['pid']})" in result.stdout
+    assert f"{info['url']}/callback/<provider>" in result.stdout
+    assert "pending logins: 1" in result.stdout
+    assert f"{login_id}  github" in result.stdout
