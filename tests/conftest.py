@@ -197,15 +197,20 @@ def wait_for(predicate: Any, *, timeout: float = 15.0, what: str = "condition") 
 
 
 def start_process(
-    paths: Paths, env: dict[str, str], *args: str, log_name: str = "daemon.out"
+    paths: Paths,
+    env: dict[str, str],
+    *args: str,
+    log_name: str = "daemon.out",
+    python_args: tuple[str, ...] = (),
 ) -> DaemonProcess:
+    """Start ``python [python_args] -m bridge serve [args]`` with its output in a log file."""
     paths.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
     if not paths.config_file.exists():
         paths.config_file.write_text("", encoding="utf-8")
     log = paths.runtime_dir.parent / log_name
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", *args],
+            [sys.executable, *python_args, "-m", "bridge", "serve", *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
