@@ -458,3 +458,34 @@ async def test_status_for_people_shows_pid_url_pending_and_recent_logins(
     assert f"{info['url']}/callback/<provider>" in result.stdout
     assert "pending logins: 1" in result.stdout
     assert f"{login_id}  github" in result.stdout
+
+
+# A stand-in for the user's browser, run by the webbrowser module through $BROWSER: it
+# loads the page, clicks "Authorize", and follows the redirects as a browser would.
+FAKE_BROWSER = r"""
+import re, sys, urllib.parse, urllib.request
+url = sys.argv[1]
+page = urllib.request.urlopen(url).read().decode()
+approve = re.search(r"id='approve' href='([^']+)'", page).group(1).replace("&amp;", "&")
+with urllib.request.urlopen(urllib.parse.urljoin(url, approve)) as final:
+    open(sys.argv[2], "w").write(final.geturl() + "\n" + final.read().decode())
+"""
+
+
+def test_demo_browser_opens_the_users_browser_and_waits_for_it(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    script = tmp_path / "browser.py"
+    script.write_text(FAKE_BROWSER, encoding="utf-8")
+    landed = tmp_path / "landed.txt"
+    cli_env.update(DISPLAY=":99", BROWSER=f"{sys.executable} {script} %s {landed}")
+
+    result = cli(cli_env, "demo", "--browser", timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "Opened the browser" in result.stderr
+    assert "✓ Succeeded" in result.stdout
+    final_url, page = landed.read_text().split("\n", 1)
+    assert "/result/" in final_url
+    assert "code=" not in final_url
+    assert 'content="succeeded"' in page
