@@ -16,6 +16,8 @@ from bench.suite import FIGURES
 
 DEFAULT_OUTPUT = REPO / "docs" / "BENCHMARKS.md"
 
+NOTES = Path(__file__).with_name("NOTES.md")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -62,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render_table(rows, quick=budget.quick)
     print(table)
     document = render_document(
-        table, machine=machine, methods=[(f.title, f.how) for f in figures], quick=budget.quick
+        table,
+        machine=machine,
+        methods=[(f.title, f.how) for f in figures],
+        quick=budget.quick,
+        notes=NOTES.read_text(encoding="utf-8") if NOTES.exists() else "",
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(document, encoding="utf-8")

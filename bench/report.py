@@ -43,7 +43,12 @@ def render_table(rows: Sequence[Row], *, quick: bool) -> str:
 
 
 def render_document(
-    table: str, *, machine: Mapping[str, str], methods: Sequence[tuple[str, str]], quick: bool
+    table: str,
+    *,
+    machine: Mapping[str, str],
+    methods: Sequence[tuple[str, str]],
+    quick: bool,
+    notes: str = "",
 ) -> str:
     parts = [
         "# Benchmarks",
@@ -63,4 +68,7 @@ def render_document(
     parts += [f"- {key}: {value}" for key, value in machine.items()]
     parts += ["", "## Results", "", table, "", "## How each figure is measured", ""]
     parts += [f"- **{title}**: {how}" for title, how in methods]
+    if notes:
+        # Hand-written in bench/NOTES.md: what each target took, and why a miss is one.
+        parts += ["", notes.strip()]
     return "\n".join(parts) + "\n"
