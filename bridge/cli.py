@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a login and (optionally) wait for its outcome",
         formatter_class=_Formatter,
         description="Tell the daemon to expect a provider's redirect for one state, starting "
-        "the daemon in the background if none runs.",
+        "the daemon in the background if none runs (its log goes to daemon.log in the state "
+        "dir). Without --wait it prints the login id on stdout (the login object with --json) "
+        "and returns; with --wait it blocks until the login ends, and Ctrl-C cancels it.",
         epilog="examples:\n"
         '  oauth-bridge expect --provider github --auth-url "$AUTH_URL" --open --wait --json\n'
         '  oauth-bridge expect --provider google --state "$STATE" --wait --timeout 120\n\n'
