@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.listeners import read_daemon_json
+from bridge.paths import Paths
+
 REPO = Path(__file__).resolve().parent.parent
 # Short enough to resolve a start-up of a few hundred ms to well under 1%, long enough
 # that the poller does not steal a core from the process it is timing.
@@ -29,26 +31,19 @@ LOAD_CPU = 1
 
 
 @dataclass(frozen=True)
-class Sandbox:
+class Sandbox(Paths):
     """A temp dir standing in for the user's runtime, state and config locations."""
 
-    root: Path
+    root: Path = Path()
 
-    @property
-    def runtime_dir(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def daemon_json(self) -> Path:
-        return self.runtime_dir / "daemon.json"
-
-    @property
-    def control_socket(self) -> Path:
-        return self.runtime_dir / "control.sock"
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / "config.toml"
+    @classmethod
+    def at(cls, root: Path) -> Sandbox:
+        return cls(
+            runtime_dir=root / "run",
+            state_dir=root / "state",
+            config_file=root / "config.toml",
+            root=root,
+        )
 
     @property
     def log(self) -> Path:
@@ -65,7 +60,7 @@ class Sandbox:
         env.update(
             {
                 "OAUTH_BRIDGE_RUNTIME_DIR": str(self.runtime_dir),
-                "OAUTH_BRIDGE_STATE_DIR": str(self.root / "state"),
+                "OAUTH_BRIDGE_STATE_DIR": str(self.state_dir),
                 "OAUTH_BRIDGE_CONFIG": str(self.config_file),
                 # Discard port: figures that never forward must not reach the real one.
                 "OAUTH_BRIDGE_CONTROL_PLANE_URL": "http://127.0.0.1:9",
@@ -80,7 +75,7 @@ class Sandbox:
 def sandbox() -> Iterator[Sandbox]:
     root = Path(tempfile.mkdtemp(prefix="ob-bench-"))
     try:
-        box = Sandbox(root)
+        box = Sandbox.at(root)
         box.config_file.write_text("", encoding="utf-8")
         yield box
     finally:
@@ -159,19 +154,11 @@ def wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log: Path) ->
         if code is not None:
             tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise RuntimeError(f"{process.args!r} exited {code} before ready:\n{tail}")
-        info = _read_info(ready_file)
+        info = read_daemon_json(ready_file)
         if info is not None and info.get("pid") == process.pid and _accepts(str(info["url"])):
             return info
         time.sleep(POLL_SECONDS)
     raise RuntimeError(f"{process.args!r} not ready within {READY_TIMEOUT_SECONDS:.0f}s")
-
-
-def _read_info(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _accepts(url: str) -> bool:

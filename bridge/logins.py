@@ -32,26 +32,17 @@ class Logins:
     # -- reading ------------------------------------------------------------------
 
     def get(self, login_id: str) -> Login | None:
-        login = self.store.get(login_id)
-        if (
-            login is not None
-            and login.status is Status.PENDING
-            and login.expires_at <= self.clock()
-        ):
-            self.expire_due()
-            login = self.store.get(login_id)
-        return login
+        return self._current(self.store.get(login_id))
 
     def find_by_state(self, state: str) -> Login | None:
-        login = self.store.find_by_state(state)
-        if (
-            login is not None
-            and login.status is Status.PENDING
-            and login.expires_at <= self.clock()
-        ):
-            self.expire_due()
-            login = self.store.get(login.id)
-        return login
+        return self._current(self.store.find_by_state(state))
+
+    def _current(self, login: Login | None) -> Login | None:
+        """Expire a login whose time is up even if the timer has not run yet."""
+        if login is None or login.status is not Status.PENDING or login.expires_at > self.clock():
+            return login
+        self.expire_due()
+        return self.store.get(login.id)
 
     @property
     def busy(self) -> bool:
