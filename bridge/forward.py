@@ -95,7 +95,7 @@ class ControlPlane:
                     proxy_headers=self.proxy_headers,
                 ) as response:
                     status = response.status
-                    raw = await response.content.read(MAX_ANSWER_BYTES)
+                    raw = await _read_capped(response)
                     content_type = response.content_type
                     if status in (429, 503):
                         retry_in = _retry_after(response.headers.get("Retry-After"))
@@ -161,7 +161,7 @@ def classify(status: int, raw: bytes, content_type: str) -> Outcome:
         detail: JSON = None
         if is_json:
             try:
-                detail = HTTPValidationError.model_validate(body).model_dump()["detail"]
+                detail = HTTPValidationError.model_validate(body).model_dump()
             except ValidationError:
                 detail = body
         return _failed(
@@ -189,6 +189,16 @@ def classify(status: int, raw: bytes, content_type: str) -> Outcome:
         status,
         f"The control plane answered with an unexpected HTTP {status}.",
     )
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """Read the whole answer, however it is chunked, but never more than MAX_ANSWER_BYTES."""
+    raw = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        raw += chunk
+        if len(raw) >= MAX_ANSWER_BYTES:
+            break  # what is past this cannot be an answer we understand
+    return bytes(raw[:MAX_ANSWER_BYTES])
 
 
 def _failed(code: FailureCode, status: int, message: str, *, detail: JSON = None) -> Outcome:

@@ -30,6 +30,8 @@ class Script:
     # (status, headers, body bytes or JSON) answers to pop, one per call; then `default`.
     queue: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     hang: bool = False
+    # Send the success body in two writes with a pause between, as a slow network does.
+    split_body: bool = False
 
 
 class ControlPlaneDouble:
@@ -108,9 +110,16 @@ class ControlPlaneDouble:
         problems = validation_problems(body)
         if problems:
             return web.json_response({"detail": problems}, status=422)
-        return web.json_response(
-            {"connected": True, "provider_id": request.match_info["provider_id"]}
-        )
+        body = json.dumps({"connected": True, "provider_id": request.match_info["provider_id"]})
+        if self.script.split_body:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            await response.write(body[:10].encode())
+            await asyncio.sleep(0.05)  # a slow network, not a wait for a condition
+            await response.write(body[10:].encode())
+            await response.write_eof()
+            return response
+        return web.Response(text=body, content_type="application/json")
 
     def _authorized(self, request: web.Request) -> bool:
         expected = {

@@ -65,7 +65,7 @@ async def test_a_422_is_a_validation_error_with_the_parsed_detail(
 
     login = await forward_once(bridge)
 
-    assert ("validation_error", 422, detail) == (
+    assert ("validation_error", 422, {"detail": detail}) == (
         login["result"]["error"],
         login["result"]["control_plane_status"],
         login["result"]["detail"],
@@ -226,3 +226,14 @@ async def test_no_proxy_sends_the_forward_direct(
 
     assert login["status"] == "succeeded"
     assert "Proxy-Authorization" not in control_plane.calls[0].headers
+
+
+async def test_an_answer_arriving_in_pieces_is_read_whole(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.script.split_body = True  # half the JSON, a pause, then the rest
+
+    login = await forward_once(bridge)
+
+    assert login["status"] == "succeeded"
+    assert login["result"]["control_plane_body"] == {"connected": True, "provider_id": "github"}
