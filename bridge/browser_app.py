@@ -79,7 +79,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
     bridge = services(request.app)
     params: MultiMapping[str]
     if request.method == "POST":
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, UnicodeDecodeError, AssertionError):
+            # A form aiohttp cannot parse (a multipart without boundary, a bogus charset).
+            raise web.HTTPSeeOther(location=refusal_location("invalid", "malformed-body")) from None
         params = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     else:
         params = request.query
@@ -104,10 +108,14 @@ async def callback(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(location=result_location(bridge, outcome))
 
 
+def refusal_location(page_status: str, reason: str) -> str:
+    # Both parts are fixed keys (a page status, a REASONS key): nothing to encode.
+    return f"/result/-/{page_status}?why={reason}"
+
+
 def result_location(bridge: Services, outcome: CallbackResult) -> str:
     if outcome.login is None:
-        # Both parts are fixed keys (a page status, a REASONS key): nothing to encode.
-        return f"/result/-/{outcome.page_status}?why={outcome.reason}"
+        return refusal_location(outcome.page_status, outcome.reason)
     success_url = bridge.config.settings.success_url
     if success_url is not None and outcome.login.status is Status.SUCCEEDED:
         return str(success_url)

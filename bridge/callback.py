@@ -14,7 +14,9 @@ from bridge.logins import Logins
 
 log = logging.getLogger("bridge.callback")
 
-# RFC 9700 4.x / RFC 9207: a parameter given twice is an attack or a bug, never a choice.
+# A parameter given twice is an attack or a bug, never a choice (RFC 6749 3.1: "request
+# and response parameters MUST NOT be included more than once"). These are named in the
+# refusal; any other repeated one is refused too.
 SINGLE_VALUED = ("code", "state", "iss", "error")
 # How long a repeat of a callback waits for the first one's forward, beyond its deadline.
 REPEAT_WAIT_MARGIN = 5.0
@@ -29,6 +31,8 @@ REASONS = {
         f"duplicate-{name}": f"The parameter '{name}' appears more than once."
         for name in SINGLE_VALUED
     },
+    "duplicate-parameter": "A parameter appears more than once.",
+    "malformed-body": "The form the browser posted could not be read.",
     "no-login": "No login is waiting for this state at this provider.",
 }
 
@@ -63,9 +67,11 @@ async def handle_callback(
     wait_seconds: float,
 ) -> CallbackResult:
     """Process one callback; whatever arrives concurrently, a state is forwarded at most once."""
-    for name in SINGLE_VALUED:
-        if len(params.getall(name, [])) > 1:
-            return invalid(f"duplicate-{name}")
+    if len(set(params)) != len(params):
+        for name in SINGLE_VALUED:
+            if len(params.getall(name, [])) > 1:
+                return invalid(f"duplicate-{name}")
+        return invalid("duplicate-parameter")
     state = params.get("state", "")
     code = params.get("code", "")
     error = params.get("error", "")

@@ -61,7 +61,8 @@ class Settings(BaseModel):
     workspace_id: str | None = Field(default=None, min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     pending_limit: int = Field(default=1000, ge=1, le=1_000_000)
-    retention_seconds: float = Field(default=900, ge=0, le=86400)
+    # At least a minute: the result page the browser is redirected to must still find it.
+    retention_seconds: float = Field(default=900, ge=60, le=86400)
     success_url: AnyHttpUrl | None = None
     connect_timeout_seconds: Seconds = 5.0
     request_timeout_seconds: Seconds = 30.0

@@ -42,6 +42,9 @@ class LoginRequest(BaseModel):
         # It becomes one path segment of the callback URL and of the forward.
         if "/" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ValueError("must not contain '/' or control characters")
+        if value in (".", ".."):
+            # A URL path normalises these away: no redirect could ever come back to them.
+            raise ValueError("must not be '.' or '..'")
         return value
 
 

@@ -340,3 +340,49 @@ async def test_the_tcp_port_never_serves_the_control_api(bridge: RunningDaemon) 
         assert response.status in (404, 405)
     async with bridge.browser.get(f"{bridge.url}/v1/logins") as response:
         assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "code=c&state=st-any&scope=a&scope=b",
+        "code=c&state=st-any&error_description=a&error_description=b",
+    ],
+)
+async def test_any_duplicated_parameter_is_invalid(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble, query: str
+) -> None:
+    login = await bridge.register("github", "st-any")
+
+    status, page, _ = await bridge.hit(query)
+
+    assert (status, meta_status(page)) == (400, "invalid")
+    assert control_plane.calls == []
+    assert (await bridge.login(login["id"]))["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"code=c&state=st-bad"),
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="code"',
+        ),
+        ("application/x-www-form-urlencoded; charset=bogus", b"code=c&state=st-bad"),
+    ],
+)
+async def test_a_malformed_form_post_is_invalid_and_consumes_nothing(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble, content_type: str, body: bytes
+) -> None:
+    login = await bridge.register("github", "st-bad")
+
+    async with bridge.browser.post(
+        f"{bridge.url}/callback/github", data=body, headers={"Content-Type": content_type}
+    ) as response:
+        page = await response.text()
+        status = response.status
+
+    assert (status, meta_status(page)) == (400, "invalid")
+    assert control_plane.calls == []
+    assert (await bridge.login(login["id"]))["status"] == "pending"

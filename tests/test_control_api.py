@@ -36,6 +36,8 @@ async def test_registering_the_same_state_twice_is_409(bridge: RunningDaemon) ->
         {"provider_id": "github"},
         {"provider_id": "", "state": "s"},
         {"provider_id": "a/b", "state": "s"},
+        {"provider_id": ".", "state": "s"},
+        {"provider_id": "..", "state": "s"},
         {"provider_id": "github", "state": ""},
         {"provider_id": "github", "state": "s", "ttl_seconds": 3601},
         {"provider_id": "github", "state": "s", "ttl_seconds": 0},
