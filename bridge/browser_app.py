@@ -94,7 +94,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         params=params,
         wait_seconds=bridge.callback_wait_seconds,
     )
-    if bridge.stopping:
+    if bridge.logins.stopping:
         # The daemon is shutting down: a redirect would land on a closed port, so the
         # outcome is shown right here instead.
         return page_response(

@@ -34,6 +34,8 @@ REASONS = {
     "duplicate-parameter": "A parameter appears more than once.",
     "malformed-body": "The form the browser posted could not be read.",
     "no-login": "No login is waiting for this state at this provider.",
+    "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "
+    "seconds to finish signing in.",
 }
 
 
@@ -51,6 +53,8 @@ class CallbackResult:
 
     @property
     def http_status(self) -> int:
+        if self.reason == "stopping":
+            return 503
         return {"invalid": 400, "unknown": 404}.get(self.page_status, 200)
 
 
@@ -95,6 +99,10 @@ async def handle_callback(
         )
         if verdict is not None:
             logins.finish(login.id, verdict, current=Status.PENDING)
+        elif logins.stopping:
+            # Not now: the login stays pending, and the same callback, reloaded once the
+            # daemon is back, completes it.
+            return CallbackResult(Status.PENDING.value, login, reason="stopping")
         elif logins.begin_forward(login.id):
             log.info("login %s forwarding to the control plane", login.id)
             task = logins.track_forward(
@@ -102,7 +110,14 @@ async def handle_callback(
             )
             # shield: if this handler is cancelled (shutdown, or a server that cancels
             # handlers of closed connections), the forward still runs to its end.
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                handler = asyncio.current_task()
+                if handler is not None and handler.cancelling():
+                    raise
+                # The forward itself was cancelled (shutdown's drain ran out): it is
+                # recorded as interrupted, which is what this callback now shows.
 
     final = await logins.wait_terminal(login.id, wait_seconds + REPEAT_WAIT_MARGIN)
     if final is None:

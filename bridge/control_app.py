@@ -205,6 +205,8 @@ async def complete(request: web.Request) -> web.Response:
         params=url.query,
         wait_seconds=bridge.callback_wait_seconds,
     )
+    if outcome.reason == "stopping":
+        return problem(503, "stopping", outcome.message)
     if outcome.login is None:
         status = 400 if outcome.page_status == "invalid" else 404
         return problem(status, "bad_url" if status == 400 else "not_found", outcome.message)

@@ -25,6 +25,8 @@ class Logins:
         self._timer_at: float | None = None
         self._forwards: set[asyncio.Task[Any]] = set()
         self.last_outcome: Status | None = None
+        # Set at shutdown: no forward starts, no wait blocks.
+        self.stopping = False
         # Called after any transition; the daemon hangs its systemd STATUS and idle
         # tracking here instead of polling.
         self.listeners: list[Callable[[], None]] = []
@@ -110,7 +112,7 @@ class Logins:
         deadline = loop.time() + seconds
         while True:
             login = self.get(login_id)
-            if login is None or login.status.terminal:
+            if login is None or login.status.terminal or self.stopping:
                 return login
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -121,8 +123,9 @@ class Logins:
             except TimeoutError:
                 return self.get(login_id)
 
-    def wake_all(self) -> None:
-        """Wake every waiter (at shutdown, so long-polls answer instead of hanging)."""
+    def begin_shutdown(self) -> None:
+        """Start no more forwards, and answer every wait at once from now on."""
+        self.stopping = True
         for login_id in list(self._changed):
             self._changed.pop(login_id).set()
 
@@ -175,7 +178,7 @@ class Logins:
             self._timer.cancel()
             self._timer = None
             self._timer_at = None
-        self.wake_all()
+        self.begin_shutdown()
 
 
 def _why(outcome: Outcome) -> str:

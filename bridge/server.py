@@ -144,7 +144,9 @@ class Daemon:
                     settings.shutdown_grace_seconds,
                 )
                 self.notifier.notify("STOPPING=1")
-                bridge.stopping = True
+                # From here no forward starts (a keep-alive connection may still bring a
+                # callback) and every long-poll answers at once with the login as it is.
+                bridge.logins.begin_shutdown()
                 watchdog.cancel()
                 idle.cancel()
                 for site in sites:
@@ -154,7 +156,6 @@ class Daemon:
                     log.warning(
                         "%d forward(s) did not finish in time: marked interrupted", unfinished
                     )
-                bridge.logins.wake_all()
             finally:
                 self._remove_runtime_files(listeners)
                 for runner in runners:

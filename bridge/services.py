@@ -27,7 +27,6 @@ class Services:
     started_at: float = field(default_factory=time.time)
     url: str = ""  # http://127.0.0.1:PORT, once bound
     allowed_hosts: frozenset[str] = frozenset()
-    stopping: bool = False
     # Monotonic time of the last request on either listener, for the idle exit.
     last_activity: float = field(default_factory=time.monotonic)
 

@@ -8,7 +8,14 @@ from typing import Any
 
 from bridge.autostart import running_daemon
 from bridge.client import ControlClient
-from bridge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, BridgeError, UsageError
+from bridge.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    BridgeError,
+    DaemonUnavailable,
+    UsageError,
+)
 from bridge.expect import EXIT_FOR_STATUS, say
 from bridge.paths import default_paths
 
@@ -52,6 +59,8 @@ def cancel(args: argparse.Namespace) -> int:
     if answer.status == 200:
         say(f"Cancelled login {args.id}.")
         return EXIT_OK
+    if answer.status == 503:
+        raise DaemonUnavailable(f"{answer.message} (run the same command again)")
     if answer.status == 404:
         raise UsageError(f"no login has the id {args.id!r}")
     if answer.status == 409:
