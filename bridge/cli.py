@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the daemon: callbacks on 127.0.0.1 and ::1, the control API on "
         "control.sock in the runtime dir. Settings: --flags > environment > config file.",
         epilog="example:\n  LANGSMITH_API_KEY=... oauth-bridge serve --port 0 --log-level debug\n\n"
-        "exit codes: 0 stopped cleanly, 2 bad configuration, 3 another daemon runs or the "
+        "exit codes: 0 stopped cleanly, 2 bad configuration or an unusable runtime or state dir, 3 another daemon runs or the "
         "port is taken",
     )
     serve.add_argument(
@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fails there. Copy the address it ended on and give it here: the daemon processes it "
         "exactly as if the browser had delivered it.",
         epilog="example:\n  oauth-bridge complete 'http://127.0.0.1:8765/callback/github?code=...&state=...'"
-        "\n\n" + EPILOG_EXIT_CODES,
+        "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
+        "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
     )
     complete.add_argument("url", help="the full callback address, quoted")
     complete.add_argument("--json", action="store_true", help="print the login object as JSON")

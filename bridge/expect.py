@@ -35,6 +35,8 @@ EXIT_FOR_STATUS = {
 LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost"}
 # The long-poll's slice while a live status line is shown (it ticks once a second).
 TICK_SECONDS = 1.0
+# How long past the TTL to wait for the daemon's own word that the login expired.
+EXPIRY_MARGIN = 2.0
 
 
 def say(message: str) -> None:
@@ -162,12 +164,18 @@ def wait_for_outcome(
     started = time.monotonic()
     expires = _epoch(login["expires_at"])
     # Past the TTL the daemon expires the login itself; the margin lets us see that answer.
-    deadline = started + (timeout if timeout is not None else max(0.0, expires - time.time()) + 5)
+    deadline = started + (
+        timeout if timeout is not None else max(0.0, expires - time.time()) + EXPIRY_MARGIN
+    )
     path = f"/v1/logins/{login['id']}"
     try:
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and timeout is None and login["status"] == "forwarding":
+                # A redirect that came just in time: the daemon bounds its forward, so
+                # waiting on for the outcome cannot hang, and giving up would misreport it.
+                remaining = TICK_SECONDS
+            elif remaining <= 0:
                 return _timed_out(login, timeout, as_json, live)
             if live:
                 _status_line(login, expires)

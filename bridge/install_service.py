@@ -161,7 +161,8 @@ def _templates() -> Traversable:
 
 def exec_start() -> str:
     """Return the command line that runs this installation's oauth-bridge."""
-    command = shlex.quote(sys.executable) + " -m bridge"
+    # -P: never import a `bridge` from the working directory (the home directory here).
+    command = shlex.quote(sys.executable) + " -P -m bridge"
     # systemd expands specifiers (%) and variables ($) in ExecStart= itself.
     return command.replace("%", "%%").replace("$", "$$")
 

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.errors import UnsafeRuntimeDir
+from bridge.errors import UnsafeRuntimeDir, UsageError
 
 APP_NAME = "oauth-bridge"
 
@@ -36,6 +36,10 @@ class Paths:
     @property
     def start_lock_file(self) -> Path:
         return self.runtime_dir / "start.lock"
+
+    @property
+    def store_lock_file(self) -> Path:
+        return self.state_dir / "store.lock"
 
     @property
     def store_file(self) -> Path:
@@ -66,9 +70,20 @@ def default_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> P
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` 0700 if missing, and refuse it if another user owns it or others can enter it."""
     # Mode at mkdir time, so there is no moment when the dir is open to others.
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    info = path.lstat()
+    try:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise UnsafeRuntimeDir(f"cannot create {path}: {exc.strerror}") from None
+    check_private_dir(path)
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse ``path`` if it is not a directory of this user's that others cannot enter."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise UnsafeRuntimeDir(f"cannot use {path}: {exc.strerror}") from None
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafeRuntimeDir(f"{path} is not a directory: refusing to use it")
     if info.st_uid != os.getuid():
@@ -81,3 +96,14 @@ def ensure_private_dir(path: Path) -> None:
             f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}): "
             f"refusing to use it; run 'chmod 700 {path}'"
         )
+
+
+def ensure_state_dir(path: Path) -> None:
+    """Create the state dir (0700 when it is new), or say in one line why it cannot be."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot use the state dir {path}: {exc.strerror}; set OAUTH_BRIDGE_STATE_DIR "
+            "to a directory of your own"
+        ) from None

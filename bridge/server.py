@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import ipaddress
 import logging
 import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from aiohttp import web
@@ -17,7 +19,7 @@ from bridge import __version__
 from bridge.browser_app import create_browser_app
 from bridge.config import Config
 from bridge.control_app import create_control_app
-from bridge.errors import DaemonUnavailable
+from bridge.errors import DaemonUnavailable, UsageError
 from bridge.listeners import (
     Listeners,
     bind_control,
@@ -26,27 +28,52 @@ from bridge.listeners import (
     write_daemon_json,
 )
 from bridge.logs import AccessLogger
-from bridge.paths import Paths, ensure_private_dir
+from bridge.paths import Paths, ensure_private_dir, ensure_state_dir
 from bridge.services import Services, open_services
 from bridge.systemd import Notifier, inherited_sockets
 
 log = logging.getLogger("bridge.server")
 
 
-def acquire_daemon_lock(paths: Paths) -> IO[str]:
-    """Hold the per-user flock for the daemon's life; a second daemon exits 3."""
-    handle = paths.lock_file.open("a+", encoding="utf-8")
+def acquire_daemon_locks(paths: Paths) -> list[IO[str]]:
+    """Hold the flocks for the daemon's life; a second daemon exits 3.
+
+    One lock guards the runtime dir (daemon.json, control.sock), the other the login
+    store: two daemons with their own runtime dirs must still not share one store.
+    """
+    held: list[IO[str]] = []
+    try:
+        if not _flock(paths.lock_file, held):
+            info = read_daemon_json(paths.daemon_json) or {}
+            where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
+            raise DaemonUnavailable(
+                f"oauth-bridge is already running{where}; "
+                "'oauth-bridge status' shows it, and one daemon serves all your tools"
+            )
+        if not _flock(paths.store_lock_file, held):
+            raise DaemonUnavailable(
+                f"another oauth-bridge, with another runtime dir, uses the login store in "
+                f"{paths.state_dir}; stop it, or give this one its own OAUTH_BRIDGE_STATE_DIR"
+            )
+    except BaseException:
+        for handle in held:
+            handle.close()
+        raise
+    return held
+
+
+def _flock(path: Path, held: list[IO[str]]) -> bool:
+    try:
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot open the lock file {path}: {exc.strerror}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        info = read_daemon_json(paths.daemon_json) or {}
-        where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
-        raise DaemonUnavailable(
-            f"oauth-bridge is already running{where}; "
-            f"'oauth-bridge status' shows it, and one daemon serves all your tools"
-        ) from None
-    return handle
+        return False
+    held.append(handle)
+    return True
 
 
 def open_listeners(config: Config, paths: Paths) -> Listeners:
@@ -57,6 +84,15 @@ def open_listeners(config: Config, paths: Paths) -> Listeners:
         http = passed.get("http", [])
         if not http:
             raise DaemonUnavailable("systemd passed no TCP socket named 'http'")
+        for sock in http:
+            address = str(sock.getsockname()[0])
+            if not ipaddress.ip_address(address).is_loopback:
+                # An edited unit (ListenStream=0.0.0.0:8765) must not put logins on the LAN.
+                raise UsageError(
+                    f"systemd passed a socket on {address}, which is not loopback: "
+                    "oauth-bridge listens on 127.0.0.1 and ::1 only; fix ListenStream= "
+                    "in oauth-bridge.socket"
+                )
         control = passed.get("control", [])
         hosts = [str(s.getsockname()[0]) for s in http]
         for sock in http:
@@ -269,8 +305,8 @@ class IdleExit:
 def run_serve(config: Config, paths: Paths) -> int:
     """Run the daemon until SIGTERM or SIGINT; return its exit code."""
     ensure_private_dir(paths.runtime_dir)
-    paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = acquire_daemon_lock(paths)
+    ensure_state_dir(paths.state_dir)
+    locks = acquire_daemon_locks(paths)
     try:
         listeners = open_listeners(config, paths)
         notifier = Notifier.from_environ()
@@ -280,5 +316,6 @@ def run_serve(config: Config, paths: Paths) -> int:
         finally:
             listeners.close()
     finally:
-        lock.close()
+        for lock in locks:
+            lock.close()
     return 0

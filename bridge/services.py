@@ -82,11 +82,18 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
     from bridge.store import LoginStore
 
     settings = config.settings
-    store = LoginStore(
-        paths.store_file,
-        retention_seconds=settings.retention_seconds,
-        pending_limit=settings.pending_limit,
-    )
+    import sqlite3
+
+    from bridge.errors import UsageError
+
+    try:
+        store = LoginStore(
+            paths.store_file,
+            retention_seconds=settings.retention_seconds,
+            pending_limit=settings.pending_limit,
+        )
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot open the login store {paths.store_file}: {exc}") from None
     try:
         logins = Logins(store)
         recovered = store.recover_interrupted(logins.clock())

@@ -17,7 +17,7 @@ from bridge.errors import (
     UsageError,
 )
 from bridge.expect import EXIT_FOR_STATUS, say
-from bridge.paths import default_paths
+from bridge.paths import check_private_dir, default_paths
 
 
 def status(args: argparse.Namespace) -> int:
@@ -70,7 +70,9 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def complete(args: argparse.Namespace) -> int:
-    client = ControlClient(default_paths().control_socket)
+    paths = default_paths()
+    check_private_dir(paths.runtime_dir)  # the pasted address holds the code
+    client = ControlClient(paths.control_socket)
     answer = client.request("POST", "/v1/callbacks", {"url": args.url}, timeout=300)
     if answer.status == 400 or answer.status == 422:
         raise UsageError(answer.message)

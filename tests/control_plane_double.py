@@ -30,6 +30,8 @@ class Script:
     # (status, headers, body bytes or JSON) answers to pop, one per call; then `default`.
     queue: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     hang: bool = False
+    # Seconds to take over each answer: a slow control plane.
+    delay: float = 0.0
     # Send the success body in two writes with a pause between, as a slow network does.
     split_body: bool = False
 
@@ -100,6 +102,8 @@ class ControlPlaneDouble:
         self.called.set()
         if self.script.hang:
             await self.release.wait()
+        if self.script.delay:
+            await asyncio.sleep(self.script.delay)  # the slowness under test, not a wait
         if not self._authorized(request):
             return web.json_response({"detail": "Not authenticated"}, status=401)
         if self.script.queue:

@@ -489,3 +489,59 @@ def test_demo_browser_opens_the_users_browser_and_waits_for_it(
     assert "/result/" in final_url
     assert "code=" not in final_url
     assert 'content="succeeded"' in page
+
+
+async def test_wait_stays_for_a_forward_that_runs_past_the_ttl(
+    cli_env: dict[str, str], paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    # The redirect comes within the 1 s TTL; the control plane takes 4 s, past the CLI's
+    # own deadline of TTL + 2 s. Giving up would report "expired" for a login that succeeds.
+    control_plane.script.delay = 4.0
+    proc = spawn(
+        cli_env, "expect", "--provider", "github", "--state", "s", "--ttl", "1", "--wait", "--json"
+    )
+    await registered(paths)
+
+    assert await browser_hit(paths, "code=c&state=s") == 200
+    returncode, out, err = await finish(proc)
+
+    assert returncode == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+
+
+async def test_expect_waits_for_a_daemon_that_holds_the_lock_to_let_go(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    import fcntl
+
+    paths.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with paths.lock_file.open("a+") as stopping_daemon:  # a daemon still shutting down
+        fcntl.flock(stopping_daemon, fcntl.LOCK_EX)
+        proc = spawn(cli_env, "expect", "--provider", "github", "--state", "s")
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                "already running" in paths.daemon_log.read_text()
+                if paths.daemon_log.exists()
+                else False
+            ),
+            what="a start refused by the lock",
+        )
+    returncode, out, err = await finish(proc)
+
+    assert returncode == 0, err
+    assert [login["id"] for login in logins(paths)] == [out.strip()]
+
+
+def test_complete_refuses_a_runtime_dir_open_to_others(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    paths.runtime_dir.mkdir(parents=True)
+    paths.control_socket.touch()
+    os.chmod(paths.runtime_dir, 0o755)  # noqa: S103  # the mistake under test
+
+    result = cli(cli_env, "complete", "http://127.0.0.1:8765/callback/github?code=c&state=s")
+
+    assert result.returncode == 2
+    assert "open to other users" in result.stderr

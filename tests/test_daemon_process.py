@@ -308,3 +308,45 @@ async def test_the_runtime_dir_is_created_0700_and_daemon_json_matches_the_contr
     assert (proc.process.pid, str(paths.control_socket)) == (info["pid"], info["control_socket"])
     assert info["url"].startswith("http://127.0.0.1:")
     assert json.loads(paths.daemon_json.read_text()) == info
+
+
+async def test_two_daemons_never_share_a_login_store(
+    daemon_process: Any, paths: Paths, tmp_path: Path, control_plane: ControlPlaneDouble
+) -> None:
+    first: DaemonProcess = daemon_process()
+    await ready(first)
+    same_store = Paths(
+        runtime_dir=tmp_path / "run2", state_dir=paths.state_dir, config_file=paths.config_file
+    )
+
+    result = await asyncio.to_thread(
+        run_serve, same_store, daemon_environ(same_store, control_plane.url)
+    )
+
+    assert result.returncode == 3
+    assert "uses the login store" in result.stderr
+
+
+def test_a_state_dir_that_is_a_file_exits_2_in_one_line(paths: Paths) -> None:
+    paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    paths.state_dir.write_text("not a directory")
+
+    result = run_serve(paths, daemon_environ(paths, "http://127.0.0.1:9"))
+
+    assert result.returncode == 2
+    assert f"cannot use the state dir {paths.state_dir}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_runtime_dir_under_a_file_exits_2_in_one_line(paths: Paths, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    under_file = Paths(
+        runtime_dir=blocker / "run", state_dir=paths.state_dir, config_file=paths.config_file
+    )
+
+    result = run_serve(under_file, daemon_environ(under_file, "http://127.0.0.1:9"))
+
+    assert result.returncode == 2
+    assert f"cannot create {blocker / 'run'}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -542,3 +542,34 @@ async def test_expect_wakes_a_socket_activated_daemon_instead_of_starting_one(
     info = await served.ready()
     assert info["url"] == f"http://127.0.0.1:{served.port}"
     assert "daemon.log" not in {p.name for p in runtime.state_dir.iterdir()}  # none auto-started
+
+
+def test_a_non_loopback_socket_from_systemd_is_refused(runtime: Paths) -> None:
+    # Plays an edited unit (ListenStream=0.0.0.0:...): no traffic is sent to it.
+    with socket.socket() as wide, socket.socket(socket.AF_UNIX) as control:
+        wide.bind(("0.0.0.0", 0))  # the very thing the daemon must refuse
+        wide.listen()
+        control.bind(str(runtime.control_socket))
+        control.listen()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                ADOPT,
+                "http:control",
+                "2",
+                str(wide.fileno()),
+                str(control.fileno()),
+                *serve_argv()[1:],
+            ],
+            env=daemon_environ(runtime, NO_FORWARD),
+            cwd=REPO,
+            pass_fds=(wide.fileno(), control.fileno()),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+
+    assert result.returncode == 2
+    assert "which is not loopback" in result.stderr

@@ -154,7 +154,7 @@ def test_dry_run_prints_units_with_this_interpreter_and_writes_nothing(
     assert install("--socket", "--sandbox", "--dry-run") == 0
 
     out = capsys.readouterr().out
-    assert f"ExecStart={sys.executable} -m bridge serve --idle-exit 300" in out
+    assert f"ExecStart={sys.executable} -P -m bridge serve --idle-exit 300" in out
     for name in (SERVICE, *SOCKETS, SANDBOX):
         assert f"# {unit_dir / name}\n" in out
     assert "@EXECSTART@" not in out
