@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.errors import UsageError
 from bridge.forward import ControlPlane
 from bridge.logins import Logins
 from bridge.paths import Paths
+from bridge.store import LoginStore
+
+log = logging.getLogger("bridge.logins")
 
 
 @dataclass
@@ -60,9 +68,6 @@ SERVICES = web.AppKey("services", Services)
 
 def proxy_for(url: str) -> str | None:
     """Return the proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), if any."""
-    import urllib.request
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
@@ -76,16 +81,12 @@ def services(app: web.Application) -> Services:
 
 @asynccontextmanager
 async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]:
-    """Open the store and the control plane session; close both, in order, on the way out."""
-    import aiohttp
+    """Open the store and the control plane session; close both, in order, on the way out.
 
-    from bridge.store import LoginStore
-
+    A context manager rather than an app's cleanup_ctx: the browser app and the control
+    app share these, and neither should own what the other still uses at shutdown.
+    """
     settings = config.settings
-    import sqlite3
-
-    from bridge.errors import UsageError
-
     try:
         store = LoginStore(
             paths.store_file,
@@ -98,9 +99,7 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
         logins = Logins(store)
         recovered = store.recover_interrupted(logins.clock())
         if recovered:
-            import logging
-
-            logging.getLogger("bridge.logins").warning(
+            log.warning(
                 "%d login(s) were being forwarded when oauth-bridge last stopped; they are "
                 "now failed (interrupted) and will not be resent",
                 recovered,
