@@ -193,7 +193,7 @@ def _play_browser(
     timer.hop("browser -> daemon -> control plane (forward)", started)
     detail(
         f"the daemon checked the state, consumed it, forwarded {{code, state}} to the "
-        f"control plane (which took {world.forward_seconds * 1000:.1f} ms), and redirected "
+        f"control plane (which took {world.forward_seconds * 1000:.2f} ms), and redirected "
         f"({status}) to {result_path}"
     )
 
