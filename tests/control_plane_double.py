@@ -32,6 +32,8 @@ class Script:
     hang: bool = False
     # Seconds to take over each answer: a slow control plane.
     delay: float = 0.0
+    # Read the request, then close the connection without answering.
+    drop: bool = False
     # Send the success body in two writes with a pause between, as a slow network does.
     split_body: bool = False
 
@@ -102,6 +104,9 @@ class ControlPlaneDouble:
         self.called.set()
         if self.script.hang:
             await self.release.wait()
+        if self.script.drop and request.transport is not None:
+            request.transport.close()
+            return web.Response(status=204)  # never reaches the closed connection
         if self.script.delay:
             await asyncio.sleep(self.script.delay)  # the slowness under test, not a wait
         if not self._authorized(request):

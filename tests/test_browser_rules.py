@@ -386,3 +386,12 @@ async def test_a_malformed_form_post_is_invalid_and_consumes_nothing(
     assert (status, meta_status(page)) == (400, "invalid")
     assert control_plane.calls == []
     assert (await bridge.login(login["id"]))["status"] == "pending"
+
+
+async def test_the_expiry_timer_wakes_a_waiter_at_the_ttl(bridge: RunningDaemon) -> None:
+    login = await bridge.register("github", "st-ttl", ttl_seconds=1)
+
+    # Without the timer the long-poll would run its full 30 s before noticing.
+    expired = await asyncio.wait_for(bridge.login(login["id"], wait=30), 5)
+
+    assert expired["status"] == "expired"

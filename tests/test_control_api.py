@@ -254,3 +254,39 @@ async def test_control_api_is_unreachable_over_tcp_even_with_a_unix_host(
         session.get(f"{bridge.url}/v1/status", headers={"Host": "bridge"}) as response,
     ):
         assert response.status == 421
+
+
+async def test_a_wait_above_300_seconds_is_clamped(
+    bridge: RunningDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login = await bridge.register("github", "st-clamp")
+    logins = bridge.services.logins
+    asked: list[float] = []
+
+    async def spy(login_id: str, seconds: float) -> Any:
+        asked.append(seconds)
+        return logins.get(login_id)
+
+    monkeypatch.setattr(logins, "wait_terminal", spy)
+
+    await bridge.login(login["id"], wait=1000)
+
+    assert asked == [300.0]
+
+
+async def test_a_repeated_paste_waits_for_the_running_forward(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    await bridge.register("github", "st-paste2")
+    url = f"{bridge.url}/callback/github?code=c&state=st-paste2"
+    control_plane.script.hang = True
+    first = asyncio.create_task(call(bridge, "POST", "/v1/callbacks", json={"url": url}))
+    await asyncio.wait_for(control_plane.called.wait(), 5)
+    second = asyncio.create_task(call(bridge, "POST", "/v1/callbacks", json={"url": url}))
+    await asyncio.sleep(0.05)  # let the repeat reach its wait; the outcome is the test
+
+    control_plane.release.set()
+    answers = await asyncio.gather(first, second)
+
+    assert [(status, body["status"]) for status, body in answers] == [(200, "succeeded")] * 2
+    assert len(control_plane.calls) == 1

@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bridge.client import ControlClient
+from bridge.listeners import write_daemon_json
 from bridge.paths import Paths
 from tests.conftest import REPO, DaemonProcess, daemon_environ, free_port, wait_ready
 from tests.control_plane_double import ControlPlaneDouble
@@ -350,3 +352,47 @@ def test_a_runtime_dir_under_a_file_exits_2_in_one_line(paths: Paths, tmp_path: 
     assert result.returncode == 2
     assert f"cannot create {blocker / 'run'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_daemon_json_is_written_by_rename_from_the_same_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def spy(src: Any, dst: Any) -> None:
+        renames.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    target = tmp_path / "daemon.json"
+
+    write_daemon_json(target, {"pid": 1})
+
+    assert [(src.parent, dst) for src, dst in renames] == [(tmp_path, target)]
+    assert json.loads(target.read_text()) == {"pid": 1}
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+async def test_daemon_json_is_written_only_after_every_listener_accepts(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_start = web.SockSite.start
+    real_write = write_daemon_json
+
+    async def start(site: web.SockSite) -> None:
+        await real_start(site)
+        events.append("site")
+
+    def write(path: Path, info: dict[str, object]) -> None:
+        events.append("daemon.json")
+        real_write(path, info)
+
+    monkeypatch.setattr(web.SockSite, "start", start)
+    monkeypatch.setattr("bridge.server.write_daemon_json", write)
+
+    await start_daemon()
+
+    assert events[-1] == "daemon.json"
+    assert events.count("site") >= 2  # the TCP listener(s) and control.sock

@@ -237,3 +237,15 @@ async def test_an_answer_arriving_in_pieces_is_read_whole(
 
     assert login["status"] == "succeeded"
     assert login["result"]["control_plane_body"] == {"connected": True, "provider_id": "github"}
+
+
+async def test_a_connection_dropped_after_sending_is_never_retried(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.script.drop = True  # reads the code, then hangs up without an answer
+
+    login = await forward_once(bridge)
+
+    assert (login["status"], login["result"]["error"]) == ("failed", "control_plane_unreachable")
+    assert "not sent again" in login["result"]["message"]
+    assert len(control_plane.calls) == 1

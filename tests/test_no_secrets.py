@@ -169,3 +169,17 @@ def test_log_redaction_covers_library_errors_and_tracebacks(
     redact.filter(record)
 
     assert all(c not in record.getMessage() for c in CANARIES)
+
+
+async def test_the_access_log_shows_paths_without_query_strings(
+    start_daemon: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    running = await start_daemon()
+    await running.register("github", STATE)
+
+    await running.hit(f"code={CODE}&state={STATE}")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any(line.startswith("GET /callback/github 303 ") for line in lines), lines
+    assert not [line for line in lines if "?" in line or CODE in line or STATE in line]

@@ -156,3 +156,12 @@ def test_next_deadline_is_the_earliest_expiry_or_discard(tmp_path: Path) -> None
     assert store.next_deadline() == 1050
     store.finish(a, Outcome(Status.CANCELLED), now=1000, current=Status.PENDING)
     assert store.next_deadline() == 1005
+
+
+def test_the_store_journals_in_wal_mode_with_synchronous_commits(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    register(store, "s")
+
+    db = sqlite3.connect(tmp_path / "logins.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] >= 1  # NORMAL or FULL
