@@ -65,9 +65,18 @@ def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.Comp
     )
 
 
+# Runs the CLI as `python -m bridge` does, with Ctrl-C's default meaning restored: a
+# test runner started in the background (as CI may be) hands its children SIGINT
+# ignored, and Python then never raises KeyboardInterrupt.
+AS_FROM_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('bridge', run_name='__main__', alter_sys=True)"
+)
+
+
 def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge", *args],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -79,7 +88,7 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def spawn_on_terminal(env: dict[str, str], terminal: int, *args: str) -> subprocess.Popen[bytes]:
     """Start the CLI with stderr on a pseudo-terminal, as a user's shell would."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge", *args],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
