@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +81,35 @@ async def test_sigterm_removes_the_runtime_files_and_exits_0(
     assert not paths.control_socket.exists()
 
 
-async def test_sigint_lets_an_in_flight_forward_finish(
-    daemon_process: Any, paths: Paths, control_plane: ControlPlaneDouble
-) -> None:
+@dataclass
+class ForwardInFlight:
+    """A daemon on a fixed port whose one forward hangs at the control plane."""
+
+    proc: DaemonProcess
+    port: int
+    url: str
+    login: dict[str, Any]
+    browser: asyncio.Task[int]
+
+
+async def forward_in_flight(
+    daemon_process: Any, paths: Paths, control_plane: ControlPlaneDouble, state: str
+) -> ForwardInFlight:
     port = free_port()
     proc: DaemonProcess = daemon_process("--port", str(port))
     info = await ready(proc)
-    login = register(paths, "st-drain")
+    login = register(paths, state)
     control_plane.script.hang = True
-    browser = asyncio.create_task(hit(f"{info['url']}/callback/github?code=c&state=st-drain"))
+    browser = asyncio.create_task(hit(f"{info['url']}/callback/github?code=c&state={state}"))
     await asyncio.wait_for(control_plane.called.wait(), 10)
+    return ForwardInFlight(proc, port, str(info["url"]), login, browser)
+
+
+async def test_sigint_lets_an_in_flight_forward_finish(
+    daemon_process: Any, paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    flight = await forward_in_flight(daemon_process, paths, control_plane, "st-drain")
+    proc, port, login, browser = flight.proc, flight.port, flight.login, flight.browser
 
     proc.process.send_signal(signal.SIGINT)
     # It stopped accepting, but the forward under way still gets its answer.
@@ -139,13 +159,8 @@ async def test_a_killed_daemon_keeps_its_pending_logins_after_restart(
 async def test_a_daemon_killed_mid_forward_never_forwards_again(
     daemon_process: Any, paths: Paths, control_plane: ControlPlaneDouble
 ) -> None:
-    port = free_port()
-    first: DaemonProcess = daemon_process("--port", str(port))
-    info = await ready(first)
-    login = register(paths, "st-mid")
-    control_plane.script.hang = True
-    browser = asyncio.create_task(hit(f"{info['url']}/callback/github?code=c&state=st-mid"))
-    await asyncio.wait_for(control_plane.called.wait(), 10)
+    flight = await forward_in_flight(daemon_process, paths, control_plane, "st-mid")
+    first, port, login, browser = flight.proc, flight.port, flight.login, flight.browser
 
     first.process.kill()
     await exit_code(first)
@@ -156,7 +171,7 @@ async def test_a_daemon_killed_mid_forward_never_forwards_again(
 
     failed = get_login(paths, login["id"])
     assert (failed["status"], failed["result"]["error"]) == ("failed", "interrupted")
-    assert await hit(f"{info['url']}/callback/github?code=c&state=st-mid") == 200
+    assert await hit(f"{flight.url}/callback/github?code=c&state=st-mid") == 200
     assert len(control_plane.calls) == 1
     assert "interrupted" in second.log_text()
 
