@@ -83,7 +83,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             form = await request.post()
         except (ValueError, LookupError, UnicodeDecodeError, AssertionError):
             # A form aiohttp cannot parse (a multipart without boundary, a bogus charset).
-            raise web.HTTPSeeOther(location=refusal_location("invalid", "malformed-body")) from None
+            return see_other(refusal_location("invalid", "malformed-body"))
         params = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     else:
         params = request.query
@@ -105,7 +105,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
     # 303 to a clean address: the code leaves the address bar and the history, and a
     # reload shows the outcome again instead of replaying the callback.
-    raise web.HTTPSeeOther(location=result_location(bridge, outcome))
+    return see_other(result_location(bridge, outcome))
+
+
+def see_other(location: str) -> web.Response:
+    # A plain response: raising web.HTTPSeeOther builds an exception and a text body,
+    # a sixth of a callback's time in the profile (docs/profiles/forward-c32.txt).
+    return web.Response(status=303, headers={"Location": location})
 
 
 def refusal_location(page_status: str, reason: str) -> str:
