@@ -15,22 +15,27 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
-from yarl import URL
 
 SINGLE_VALUED = ("code", "state", "iss", "error")
+
+
+def see_other(location: str) -> web.Response:
+    # Answered as the daemon answers (a plain 303, not a raised HTTPSeeOther), so the
+    # floor is the cheapest way to do the same work.
+    return web.Response(status=303, headers={"Location": location})
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
     """Do the query work the daemon does before it looks a state up, and refuse it the same way."""
     params = request.query
-    for name in SINGLE_VALUED:
-        if len(params.getall(name, [])) > 1:
-            raise web.HTTPSeeOther(location=f"/result/-/invalid?why=duplicate-{name}")
+    if len(set(params)) != len(params):
+        for name in SINGLE_VALUED:
+            if len(params.getall(name, [])) > 1:
+                return see_other(f"/result/-/invalid?why=duplicate-{name}")
+        return see_other("/result/-/invalid?why=duplicate-parameter")
     if not params.get("state", "") or not (params.get("code", "") or params.get("error", "")):
-        raise web.HTTPSeeOther(location="/result/-/invalid")
-    raise web.HTTPSeeOther(
-        location=str(URL.build(path="/result/-/unknown", query={"why": "no-login"}))
-    )
+        return see_other("/result/-/invalid?why=missing-state")
+    return see_other("/result/-/unknown?why=no-login")
 
 
 async def serve(ready_file: Path) -> None:

@@ -1,8 +1,9 @@
 """The profiles behind docs/BENCHMARKS.md's account of the misses: ``python -m bench.profile``.
 
-Writes docs/profiles/cold-start-importtime.txt (what the daemon's start-up imports cost)
-and docs/profiles/forward-c32.txt (pyinstrument of the daemon while 32 callbacks at a
-time go through it to the control-plane double). Needs the `bench` extra (pyinstrument).
+Writes docs/profiles/cold-start-importtime.txt (what the daemon's start-up imports cost),
+docs/profiles/forward-c32.txt (pyinstrument of the daemon while 32 callbacks at a time go
+through it to the control-plane double) and docs/profiles/rejection.txt (the same while
+wrk floods it with unknown states). Needs the `bench` extra (pyinstrument) and wrk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import control, flow, processes
+from bench import control, flow, processes, rejection
 from tests.control_plane_double import API_KEY, BEARER, WORKSPACE_ID
 
 OUT = processes.REPO / "docs" / "profiles"
@@ -43,9 +44,9 @@ def importtime() -> str:
     return "\n".join(lines) + "\n"
 
 
-def forward_profile(out: Path) -> None:
-    """Run the daemon under pyinstrument while callbacks go through it 32 at a time."""
-    argv = [
+def profiled_daemon(out: Path) -> list[str]:
+    """Return the argv of ``serve --port 0`` under pyinstrument, writing text to ``out``."""
+    return [
         sys.executable,
         "-m",
         "pyinstrument",
@@ -61,6 +62,27 @@ def forward_profile(out: Path) -> None:
         "--port",
         "0",
     ]
+
+
+def rejection_profile(out: Path) -> None:
+    """Run the daemon under pyinstrument while wrk floods it with unknown states."""
+    with processes.sandbox() as box:
+        server = processes.start(
+            profiled_daemon(out),
+            env=box.environ(),
+            ready_file=box.daemon_json,
+            log=box.log,
+            cpu=processes.SERVER_CPU,
+        )
+        try:
+            rejection.wrk(server, 8)
+        finally:
+            server.stop()
+
+
+def forward_profile(out: Path) -> None:
+    """Run the daemon under pyinstrument while callbacks go through it 32 at a time."""
+    argv = profiled_daemon(out)
     with flow.control_plane_double() as double_url, processes.sandbox() as box:
         env = box.environ(
             {
@@ -98,6 +120,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "cold-start-importtime.txt").write_text(importtime(), encoding="utf-8")
     forward_profile(OUT / "forward-c32.txt")
+    rejection_profile(OUT / "rejection.txt")
     print(f"written to {OUT}", file=sys.stderr)
     return 0
 

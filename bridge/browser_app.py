@@ -63,13 +63,17 @@ def page_response(
 
 def is_prefetch(request: web.Request) -> bool:
     """Say whether the browser is only speculating: such a request must consume nothing."""
+    headers = request.headers
     purpose = (
-        request.headers.get("Sec-Purpose", "")
-        + request.headers.get("Purpose", "")
-        + request.headers.get("X-Purpose", "")
-        + request.headers.get("X-Moz", "")
+        headers.get("Sec-Purpose")
+        or headers.get("Purpose")
+        or headers.get("X-Purpose")
+        or headers.get("X-Moz")
     )
-    return "prefetch" in purpose.lower() or "prerender" in purpose.lower()
+    if not purpose:
+        return False
+    purpose = purpose.lower()
+    return "prefetch" in purpose or "prerender" in purpose
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
