@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,17 +67,18 @@ class ControlPlaneDouble:
     async def start(self) -> None:
         await self.start_on(0)
 
-    async def start_on(self, port: int) -> None:
+    async def start_on(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError:
             await runner.cleanup()
             raise
         self.runner = runner
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
 
     async def stop(self) -> None:
         self.release.set()
