@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from bridge.autostart import ensure_daemon
 from bridge.client import ControlClient
-from bridge.errors import EXIT_FAILED, EXIT_OK, BridgeError
+from bridge.errors import EXIT_FAILED, BridgeError
 from bridge.expect import EXIT_FOR_STATUS, check_redirect_uri, open_browser, state_from_auth_url
 from bridge.paths import Paths
 
@@ -236,6 +236,3 @@ def _wait_gone(paths: Paths, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while paths.daemon_json.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-__all__ = ["EXIT_OK", "run_demo"]

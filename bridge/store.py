@@ -227,13 +227,6 @@ class LoginStore:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def in_flight_count(self) -> int:
-        return int(
-            self._db.execute("SELECT count(*) FROM logins WHERE status = 'forwarding'").fetchone()[
-                0
-            ]
-        )
-
     def _login(self, row: tuple[object, ...]) -> Login:
         (
             login_id,
