@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.listeners import read_daemon_json
-from bridge.paths import Paths
+from bridge.paths import Paths, read_daemon_json
 
 REPO = Path(__file__).resolve().parent.parent
 # Short enough to resolve a start-up of a few hundred ms to well under 1%, long enough

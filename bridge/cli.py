@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  oauth-bridge install-service --socket --dry-run\n"
         "  oauth-bridge install-service --socket --enable",
     )
-    from bridge.install_service import add_arguments
+    from bridge.service.install import add_arguments
 
     add_arguments(install)
     return parser
@@ -217,19 +217,19 @@ def dispatch(args: argparse.Namespace) -> int:
     if command == "serve":
         return serve(args)
     if command == "expect":
-        from bridge.expect import run_expect
+        from bridge.client.expect import run_expect
 
         return run_expect(args)
     if command in ("status", "cancel", "complete"):
-        from bridge import tool_commands
+        from bridge.client import commands as tool_commands
 
         return int(getattr(tool_commands, command)(args))
     if command == "demo":
-        from bridge.demo import run_demo
+        from bridge.demo.run import run_demo
 
         return run_demo(args)
     if command == "install-service":
-        from bridge.install_service import run
+        from bridge.service.install import run
 
         return int(run(args))
     return EXIT_USAGE  # pragma: no cover  # argparse refuses unknown commands
@@ -238,10 +238,10 @@ def dispatch(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bridge.config import load_config
-    from bridge.logs import configure
+    from bridge.daemon.config import load_config
+    from bridge.daemon.lifecycle import run_serve
+    from bridge.daemon.logs import configure
     from bridge.paths import default_paths
-    from bridge.server import run_serve
 
     paths = default_paths()
     explicit = args.config is not None or bool(os.environ.get("OAUTH_BRIDGE_CONFIG"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -107,3 +108,21 @@ def ensure_state_dir(path: Path) -> None:
             f"cannot use the state dir {path}: {exc.strerror}; set OAUTH_BRIDGE_STATE_DIR "
             "to a directory of your own"
         ) from None
+
+
+def read_daemon_json(path: Path) -> dict[str, object] | None:
+    """Read daemon.json, or None when it is missing or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_daemon_json(path: Path, info: dict[str, object]) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(info, handle)
+    os.replace(tmp, path)

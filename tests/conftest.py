@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.config import Config, load_config
+from bridge.daemon.config import Config, load_config
+from bridge.daemon.lifecycle import Daemon, open_listeners
+from bridge.daemon.services import Services
+from bridge.daemon.systemd import Notifier
 from bridge.paths import Paths
-from bridge.server import Daemon, open_listeners
-from bridge.services import Services
-from bridge.systemd import Notifier
 from tests.control_plane_double import API_KEY, BEARER, WORKSPACE_ID, ControlPlaneDouble
 
 REPO = Path(__file__).resolve().parent.parent

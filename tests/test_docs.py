@@ -6,7 +6,7 @@ import re
 import tomllib
 
 from bridge import __version__
-from bridge.config import API_KEY_ENV, BEARER_TOKEN_ENV, ENVIRONMENT, Settings
+from bridge.daemon.config import API_KEY_ENV, BEARER_TOKEN_ENV, ENVIRONMENT, Settings
 from tests.conftest import REPO
 
 EXAMPLE = (REPO / "config.example.toml").read_text(encoding="utf-8")

@@ -1,0 +1,145 @@
+"""Find the running daemon, or start one in the background: never two."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge.client.transport import ControlClient
+from bridge.errors import EXIT_UNAVAILABLE, DaemonUnavailable
+from bridge.paths import (
+    Paths,
+    check_private_dir,
+    ensure_private_dir,
+    ensure_state_dir,
+    read_daemon_json,
+)
+
+START_DEADLINE_SECONDS = 15.0
+# Starts refused with exit 3 (the lock or the port taken) are tried this many times.
+START_ATTEMPTS = 3
+POLL_SECONDS = 0.01
+
+
+def running_daemon(paths: Paths) -> dict[str, Any] | None:
+    """Return the status of the daemon that answers on control.sock, or None.
+
+    Asking the socket rather than reading daemon.json first also wakes a daemon that
+    systemd socket-activates: its socket answers before any daemon.json exists.
+    """
+    if not paths.control_socket.exists():
+        return None
+    # The state and the pasted code go through this socket: only to a dir of our own.
+    check_private_dir(paths.runtime_dir)
+    try:
+        answer = ControlClient(paths.control_socket).request("GET", "/v1/status", timeout=15)
+    except DaemonUnavailable:
+        return None
+    if answer.status != 200 or not isinstance(answer.body, dict):
+        return None
+    status: dict[str, Any] = answer.body
+    return status
+
+
+def ensure_daemon(paths: Paths, *, start: bool) -> dict[str, Any]:
+    """Return the running daemon's daemon.json, starting a daemon first if allowed."""
+    info = running_daemon(paths)
+    if info is not None:
+        return info
+    if not start:
+        raise DaemonUnavailable(
+            "no oauth-bridge daemon is running; start one with 'oauth-bridge serve', "
+            "or leave out --no-start to have one started"
+        )
+    ensure_private_dir(paths.runtime_dir)
+    ensure_state_dir(paths.state_dir)
+    with paths.start_lock_file.open("a+") as lock:
+        # Concurrent callers queue here: the first starts the daemon, the rest find it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = running_daemon(paths)
+        if info is not None:
+            return info
+        return _start(paths)
+
+
+def _start(paths: Paths) -> dict[str, Any]:
+    """Spawn ``serve`` and wait for it; while an old daemon still holds the lock, try again."""
+    log_path = paths.daemon_log
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    for attempt in range(1, START_ATTEMPTS + 1):
+        offset, process = _spawn(log_path)
+        while time.monotonic() < deadline:
+            info = read_daemon_json(paths.daemon_json)
+            if info is not None and info.get("pid") == process.pid:
+                status = running_daemon(paths)
+                if status is not None:
+                    return status
+            code = process.poll()
+            if code is not None:
+                break
+            time.sleep(POLL_SECONDS)
+        else:
+            raise DaemonUnavailable(
+                f"the daemon did not become ready within {START_DEADLINE_SECONDS:.0f}s; "
+                f"the end of {log_path}:\n" + _tail(log_path, offset)
+            )
+        if code == EXIT_UNAVAILABLE and attempt < START_ATTEMPTS:
+            # Most likely another daemon holds the lock: one starting (a race we lost) or
+            # one shutting down. Use it if it answers; otherwise try again once it let go.
+            while time.monotonic() < deadline and _lock_held(paths):
+                status = running_daemon(paths)
+                if status is not None:
+                    return status
+                time.sleep(POLL_SECONDS)
+            if time.monotonic() < deadline:
+                continue
+        break
+    raise DaemonUnavailable(
+        f"the daemon did not start (exit {code}); the end of {log_path}:\n"
+        + _tail(log_path, offset)
+    )
+
+
+def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    with os.fdopen(fd, "ab") as log:
+        process = subprocess.Popen(
+            # -P: never import a `bridge` from the caller's working directory.
+            [sys.executable, "-P", "-m", "bridge", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,  # detached: it outlives this command and its terminal
+            close_fds=True,
+        )
+    return offset, process
+
+
+def _lock_held(paths: Paths) -> bool:
+    """Say whether a daemon (running, starting or stopping) holds the per-user lock."""
+    try:
+        with paths.lock_file.open("a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return "  (no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(f"  {line}" for line in tail) or "  (the log is empty)"

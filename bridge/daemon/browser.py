@@ -1,0 +1,171 @@
+"""The TCP side, for browsers: the callback, its result page, and a health check."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiDict, MultiMapping
+
+from bridge import __version__
+from bridge.daemon.callback import REASONS, CallbackResult, handle_callback
+from bridge.daemon.model import Login, Status
+from bridge.daemon.pages import render
+from bridge.daemon.services import SERVICES, Services, services
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none';"
+        " base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Server": f"oauth-bridge/{__version__}",
+}
+
+
+@web.middleware
+async def require_own_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer 421 to a Host that is not ours: a DNS-rebinding page must not reach us."""
+    if request.headers.get("Host", "").lower() not in services(request.app).allowed_hosts:
+        return web.Response(
+            status=421,
+            text="421 Misdirected Request: oauth-bridge answers only to its own loopback "
+            "address (127.0.0.1, [::1] or localhost, with its port).\n",
+        )
+    return await handler(request)
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # A signal, not a middleware: it also covers aiohttp's own 404 and 405 answers.
+    response.headers.update(SECURITY_HEADERS)
+    services(request.app).touch()
+
+
+def page_response(
+    page_status: str, *, status: int, reason: str = "", login: Login | None = None
+) -> web.Response:
+    return web.Response(
+        text=render(page_status, reason=REASONS.get(reason, ""), login=login),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+    )
+
+
+def is_prefetch(request: web.Request) -> bool:
+    """Say whether the browser is only speculating: such a request must consume nothing."""
+    headers = request.headers
+    purpose = (
+        headers.get("Sec-Purpose")
+        or headers.get("Purpose")
+        or headers.get("X-Purpose")
+        or headers.get("X-Moz")
+    )
+    if not purpose:
+        return False
+    purpose = purpose.lower()
+    return "prefetch" in purpose or "prerender" in purpose
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    """Receive the provider's redirect (GET, or POST for response_mode=form_post)."""
+    if is_prefetch(request):
+        return web.Response(status=503, text="prefetch is not served here")
+    bridge = services(request.app)
+    params: MultiMapping[str]
+    if request.method == "POST":
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, UnicodeDecodeError, AssertionError):
+            # A form aiohttp cannot parse (a multipart without boundary, a bogus charset).
+            return see_other(refusal_location("invalid", "malformed-body"))
+        params = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
+    else:
+        params = request.query
+    outcome = await handle_callback(
+        logins=bridge.logins,
+        control_plane=bridge.control_plane,
+        provider_id=request.match_info["provider_id"],
+        params=params,
+        wait_seconds=bridge.callback_wait_seconds,
+    )
+    if bridge.logins.stopping:
+        # The daemon is shutting down: a redirect would land on a closed port, so the
+        # outcome is shown right here instead.
+        return page_response(
+            outcome.page_status,
+            status=outcome.http_status,
+            reason=outcome.reason,
+            login=outcome.login,
+        )
+    # 303 to a clean address: the code leaves the address bar and the history, and a
+    # reload shows the outcome again instead of replaying the callback.
+    return see_other(result_location(bridge, outcome))
+
+
+def see_other(location: str) -> web.Response:
+    # A plain response: raising web.HTTPSeeOther builds an exception and a text body,
+    # a sixth of a callback's time in the profile (docs/profiles/forward-c32.txt).
+    return web.Response(status=303, headers={"Location": location})
+
+
+def refusal_location(page_status: str, reason: str) -> str:
+    # Both parts are fixed keys (a page status, a REASONS key): nothing to encode.
+    return f"/result/-/{page_status}?why={reason}"
+
+
+def result_location(bridge: Services, outcome: CallbackResult) -> str:
+    if outcome.login is None:
+        return refusal_location(outcome.page_status, outcome.reason)
+    success_url = bridge.config.settings.success_url
+    if success_url is not None and outcome.login.status is Status.SUCCEEDED:
+        return str(success_url)
+    return f"/result/{outcome.login.id}"
+
+
+async def result(request: web.Request) -> web.Response:
+    """Show a login's outcome: where the callback lands, and what a reload shows."""
+    bridge = services(request.app)
+    login = bridge.logins.get(request.match_info["login_id"])
+    if login is None:
+        return page_response("unknown", status=404, reason="no-login")
+    if not login.status.terminal:
+        login = await bridge.logins.wait_terminal(login.id, bridge.callback_wait_seconds) or login
+    return page_response(login.status.value, status=200, login=login)
+
+
+async def refused(request: web.Request) -> web.Response:
+    """Show why a callback touched no login."""
+    page_status = request.match_info["page_status"]
+    reason = request.query.get("why", "")
+    return page_response(
+        page_status,
+        status=400 if page_status == "invalid" else 404,
+        reason=reason if reason in REASONS else "",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_browser_app(bridge: Services) -> web.Application:
+    """Build the browser-facing app; it does no I/O until served."""
+    app = web.Application(middlewares=[require_own_host])
+    app[SERVICES] = bridge
+    app.on_response_prepare.append(add_security_headers)
+    app.router.add_get("/callback/{provider_id}", callback, allow_head=False)
+    app.router.add_post("/callback/{provider_id}", callback)
+    app.router.add_get("/result/-/{page_status:invalid|unknown}", refused, allow_head=False)
+    app.router.add_get("/result/{login_id}", result, allow_head=False)
+    app.router.add_get("/healthz", healthz)
+    return app

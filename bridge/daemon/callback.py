@@ -1,0 +1,179 @@
+"""A callback, from the browser or pasted by the user: check it, consume its state once, forward."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from multidict import MultiMapping
+
+from bridge.daemon.forward import ControlPlane
+from bridge.daemon.logins import Logins
+from bridge.daemon.model import FailureCode, Login, Outcome, Status, interrupted
+
+log = logging.getLogger(__name__)
+
+# A parameter given twice is an attack or a bug, never a choice (RFC 6749 3.1: "request
+# and response parameters MUST NOT be included more than once"). These are named in the
+# refusal; any other repeated one is refused too.
+SINGLE_VALUED = ("code", "state", "iss", "error")
+# How long a repeat of a callback waits for the first one's forward, beyond its deadline.
+REPEAT_WAIT_MARGIN = 5.0
+
+
+# Why a callback was refused, by key: the result page's address carries the key, so it
+# never reflects text from the request.
+REASONS = {
+    "missing-state": "The address has no 'state' parameter.",
+    "missing-code": "The address has neither a 'code' nor an 'error' parameter.",
+    **{
+        f"duplicate-{name}": f"The parameter '{name}' appears more than once."
+        for name in SINGLE_VALUED
+    },
+    "duplicate-parameter": "A parameter appears more than once.",
+    "malformed-body": "The form the browser posted could not be read.",
+    "no-login": "No login is waiting for this state at this provider.",
+    "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "
+    "seconds to finish signing in.",
+}
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What a callback came to: a login's outcome, or why no login was touched."""
+
+    page_status: str  # a login status, or "invalid" / "unknown"
+    login: Login | None = None
+    reason: str = ""  # a key of REASONS when no login was touched
+
+    @property
+    def message(self) -> str:
+        return REASONS.get(self.reason, "")
+
+    @property
+    def http_status(self) -> int:
+        if self.reason == "stopping":
+            return 503
+        return {"invalid": 400, "unknown": 404}.get(self.page_status, 200)
+
+
+def invalid(reason: str) -> CallbackResult:
+    return CallbackResult("invalid", reason=reason)
+
+
+async def handle_callback(
+    *,
+    logins: Logins,
+    control_plane: ControlPlane,
+    provider_id: str,
+    params: MultiMapping[str],
+    wait_seconds: float,
+) -> CallbackResult:
+    """Process one callback; whatever arrives concurrently, a state is forwarded at most once."""
+    if len(set(params)) != len(params):
+        for name in SINGLE_VALUED:
+            if len(params.getall(name, [])) > 1:
+                return invalid(f"duplicate-{name}")
+        return invalid("duplicate-parameter")
+    state = params.get("state", "")
+    code = params.get("code", "")
+    error = params.get("error", "")
+    if not state:
+        return invalid("missing-state")
+    if not code and not error:
+        return invalid("missing-code")
+
+    login = logins.find_by_state(state)
+    if login is None or login.provider_id != provider_id:
+        # A state registered for another provider stays pending: this callback may be
+        # a mix-up attack, and the real redirect can still arrive.
+        return CallbackResult("unknown", reason="no-login")
+
+    if login.status is Status.PENDING:
+        verdict = _refusal(
+            login,
+            issuer=params.get("iss"),
+            error=error,
+            error_description=params.get("error_description"),
+        )
+        if verdict is not None:
+            logins.finish(login.id, verdict, current=Status.PENDING)
+        elif logins.stopping:
+            # Not now: the login stays pending, and the same callback, reloaded once the
+            # daemon is back, completes it.
+            return CallbackResult(Status.PENDING.value, login, reason="stopping")
+        elif logins.begin_forward(login.id):
+            log.info("login %s forwarding to the control plane", login.id)
+            task = logins.track_forward(
+                _forward(logins, control_plane, login=login, code=code, state=state)
+            )
+            # shield: if this handler is cancelled (shutdown, or a server that cancels
+            # handlers of closed connections), the forward still runs to its end.
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                handler = asyncio.current_task()
+                if handler is not None and handler.cancelling():
+                    raise
+                # The forward itself was cancelled (shutdown's drain ran out): it is
+                # recorded as interrupted, which is what this callback now shows.
+
+    final = await logins.wait_terminal(login.id, wait_seconds + REPEAT_WAIT_MARGIN)
+    if final is None:
+        return CallbackResult("unknown", reason="no-login")
+    return CallbackResult(final.status.value, final)
+
+
+def _refusal(
+    login: Login, *, issuer: str | None, error: str, error_description: str | None
+) -> Outcome | None:
+    """Return the outcome when the callback must not be forwarded, None when it may."""
+    if login.expected_issuer is not None:
+        if issuer is None and login.require_issuer:
+            return _issuer_mismatch("The provider's redirect carried no 'iss' parameter.")
+        if issuer is not None and issuer != login.expected_issuer:
+            return _issuer_mismatch(
+                f"The redirect names the issuer '{issuer}', "
+                f"but this login expects '{login.expected_issuer}'."
+            )
+    if error == "access_denied":
+        result: dict[str, object] = {"error": "access_denied"}
+        if error_description:
+            result["error_description"] = error_description
+        return Outcome(Status.DENIED, stored=result)
+    if error:
+        message = f"The provider reported an error: {error}"
+        if error_description:
+            message += f" ({error_description})"
+        return Outcome(
+            Status.FAILED,
+            stored={
+                "error": FailureCode.PROVIDER_ERROR.value,
+                "message": message,
+                "provider_error": error,
+                **({"error_description": error_description} if error_description else {}),
+            },
+        )
+    return None
+
+
+def _issuer_mismatch(message: str) -> Outcome:
+    return Outcome(
+        Status.FAILED,
+        stored={"error": FailureCode.ISSUER_MISMATCH.value, "message": message},
+    )
+
+
+async def _forward(
+    logins: Logins, control_plane: ControlPlane, *, login: Login, code: str, state: str
+) -> None:
+    try:
+        outcome = await control_plane.forward(provider_id=login.provider_id, code=code, state=state)
+    except asyncio.CancelledError:
+        logins.finish(login.id, interrupted(), current=Status.FORWARDING)
+        raise
+    except Exception as exc:  # a bug must end the login, not leave it forwarding
+        log.error("login %s: forward failed unexpectedly (%s)", login.id, type(exc).__name__)
+        outcome = interrupted()
+    logins.finish(login.id, outcome, current=Status.FORWARDING)

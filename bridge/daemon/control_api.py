@@ -1,0 +1,251 @@
+"""The control API on the Unix socket: how desktop tools register, wait for and cancel logins."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from yarl import URL
+
+from bridge import __version__
+from bridge.daemon.callback import handle_callback
+from bridge.daemon.model import Login, Outcome, Status, rfc3339
+from bridge.daemon.services import SERVICES, Services, services
+from bridge.daemon.store import DuplicateState, PendingLimitReached
+
+MAX_WAIT_SECONDS = 300.0
+DEFAULT_TTL_SECONDS = 600
+MAX_TTL_SECONDS = 3600
+
+
+class LoginRequest(BaseModel):
+    """The body of ``POST /v1/logins``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: Annotated[str, Field(min_length=1, max_length=200)]
+    state: Annotated[str, Field(min_length=1, max_length=4096)]
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
+    expected_issuer: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    require_issuer: bool = False
+
+    @field_validator("provider_id")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        # It becomes one path segment of the callback URL and of the forward.
+        if "/" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not contain '/' or control characters")
+        if value in (".", ".."):
+            # A URL path normalises these away: no redirect could ever come back to them.
+            raise ValueError("must not be '.' or '..'")
+        return value
+
+
+class CallbackRequest(BaseModel):
+    """The body of ``POST /v1/callbacks``: the address the browser ended on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=16384)]
+
+
+def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "message": message, **extra}, status=status)
+
+
+def peer_uid(request: web.Request) -> int | None:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+@web.middleware
+async def same_user_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse any peer that is not this user, even if the socket's mode let it in."""
+    if peer_uid(request) != os.getuid():
+        return problem(403, "forbidden", "the control socket serves its owner only")
+    return await handler(request)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Validate a JSON body, or answer 422 with pydantic's errors as ``detail``."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        detail = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise web.HTTPUnprocessableEntity(
+            text=json.dumps(
+                {
+                    "error": "validation_error",
+                    "message": "the request body is not valid: "
+                    + "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                        for e in detail
+                    ),
+                    "detail": detail,
+                }
+            ),
+            content_type="application/json",
+        ) from None
+
+
+def find(bridge: Services, request: web.Request) -> Login:
+    login = bridge.logins.get(request.match_info["login_id"])
+    if login is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "not_found", "message": "no login has this id"}),
+            content_type="application/json",
+        )
+    return login
+
+
+async def register(request: web.Request) -> web.Response:
+    bridge = services(request.app)
+    body = await read_body(request, LoginRequest)
+    try:
+        login = bridge.logins.register(
+            provider_id=body.provider_id,
+            state=body.state,
+            redirect_uri=bridge.redirect_uri(body.provider_id),
+            ttl_seconds=body.ttl_seconds,
+            expected_issuer=body.expected_issuer,
+            require_issuer=body.require_issuer,
+        )
+    except DuplicateState:
+        return problem(409, "conflict", "this state is already registered")
+    except PendingLimitReached:
+        return problem(
+            503,
+            "too_many_pending",
+            f"{bridge.config.settings.pending_limit} logins are already pending; "
+            "finish or cancel some first",
+        )
+    return web.json_response(login.to_json(), status=201)
+
+
+async def show(request: web.Request) -> web.Response:
+    bridge = services(request.app)
+    login = find(bridge, request)
+    raw_wait = request.query.get("wait")
+    if raw_wait is not None:
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            wait = -1.0
+        if not wait >= 0:  # also refuses NaN
+            return problem(422, "validation_error", "wait must be a number of seconds >= 0")
+        login = await bridge.logins.wait_terminal(login.id, min(wait, MAX_WAIT_SECONDS)) or login
+    return web.json_response(login.to_json())
+
+
+async def cancel(request: web.Request) -> web.Response:
+    bridge = services(request.app)
+    login = find(bridge, request)
+    cancelled = Outcome(Status.CANCELLED, stored={"message": "The login was cancelled."})
+    if not bridge.logins.finish(login.id, cancelled, current=Status.PENDING):
+        login = bridge.logins.get(login.id) or login
+        return problem(
+            409,
+            "conflict",
+            f"the login is {login.status.value}, so it cannot be cancelled",
+            login=login.to_json(),
+        )
+    return web.json_response(find(bridge, request).to_json())
+
+
+async def list_logins(request: web.Request) -> web.Response:
+    bridge = services(request.app)
+    bridge.logins.expire_due()
+    return web.json_response({"logins": [login.to_json() for login in bridge.logins.store.all()]})
+
+
+async def complete(request: web.Request) -> web.Response:
+    """Process a redirect URL pasted by the user exactly as if the browser had brought it."""
+    bridge = services(request.app)
+    body = await read_body(request, CallbackRequest)
+    try:
+        url = URL(body.url.strip())
+        host = url.raw_host or ""
+        port = url.explicit_port
+    except (ValueError, TypeError):
+        return problem(400, "bad_url", "this is not a URL")
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    parts = url.path.split("/")
+    if (
+        url.scheme != "http"
+        or authority.lower() not in bridge.allowed_hosts
+        or len(parts) != 3
+        or parts[1] != "callback"
+        or not parts[2]
+    ):
+        return problem(
+            400,
+            "bad_url",
+            f"this is not a callback address of this oauth-bridge: expected "
+            f"{bridge.url}/callback/<provider>?code=...&state=...",
+        )
+    outcome = await handle_callback(
+        logins=bridge.logins,
+        control_plane=bridge.control_plane,
+        provider_id=parts[2],
+        params=url.query,
+        wait_seconds=bridge.callback_wait_seconds,
+    )
+    if outcome.reason == "stopping":
+        return problem(503, "stopping", outcome.message)
+    if outcome.login is None:
+        status = 400 if outcome.page_status == "invalid" else 404
+        return problem(status, "bad_url" if status == 400 else "not_found", outcome.message)
+    return web.json_response(outcome.login.to_json())
+
+
+async def status(request: web.Request) -> web.Response:
+    """Describe the daemon for ``oauth-bridge status``: never a secret."""
+    bridge = services(request.app)
+    bridge.logins.expire_due()
+    now = time.time()
+    return web.json_response(
+        {
+            "pid": os.getpid(),
+            "url": bridge.url,
+            "control_socket": str(bridge.paths.control_socket),
+            "version": __version__,
+            "started_at": rfc3339(bridge.started_at),
+            "uptime_seconds": round(now - bridge.started_at, 3),
+            "pending": bridge.logins.store.pending_count,
+            "control_plane_url": str(bridge.config.settings.control_plane_url),
+            "recent_logins": [login.to_json() for login in bridge.logins.store.recent(10)],
+        }
+    )
+
+
+async def _touch(request: web.Request, response: web.StreamResponse) -> None:
+    services(request.app).touch()
+
+
+def create_control_app(bridge: Services) -> web.Application:
+    """Build the control API app; it does no I/O until served."""
+    app = web.Application(middlewares=[same_user_only])
+    app[SERVICES] = bridge
+    app.on_response_prepare.append(_touch)
+    app.router.add_post("/v1/logins", register)
+    app.router.add_get("/v1/logins", list_logins)
+    app.router.add_get("/v1/logins/{login_id}", show)
+    app.router.add_delete("/v1/logins/{login_id}", cancel)
+    app.router.add_post("/v1/callbacks", complete)
+    app.router.add_get("/v1/status", status)
+    return app

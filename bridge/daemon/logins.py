@@ -1,0 +1,188 @@
+"""Logins in motion: the store plus the wake-ups, expiry and in-flight forwards around it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bridge.daemon.model import Login, Outcome, Status
+from bridge.daemon.store import LoginStore
+
+log = logging.getLogger(__name__)
+
+
+class Logins:
+    """Every state change of a login goes through here, so waiters and timers stay true."""
+
+    def __init__(self, store: LoginStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self._changed: dict[str, asyncio.Event] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._forwards: set[asyncio.Task[Any]] = set()
+        self.last_outcome: Status | None = None
+        # Set at shutdown: no forward starts, no wait blocks.
+        self.stopping = False
+        # Called after any transition; the daemon hangs its systemd STATUS and idle
+        # tracking here instead of polling.
+        self.listeners: list[Callable[[], None]] = []
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, login_id: str) -> Login | None:
+        return self._current(self.store.get(login_id))
+
+    def find_by_state(self, state: str) -> Login | None:
+        return self._current(self.store.find_by_state(state))
+
+    def _current(self, login: Login | None) -> Login | None:
+        """Expire a login whose time is up even if the timer has not run yet."""
+        if login is None or login.status is not Status.PENDING or login.expires_at > self.clock():
+            return login
+        self.expire_due()
+        return self.store.get(login.id)
+
+    @property
+    def busy(self) -> bool:
+        """True while any login is pending or being forwarded."""
+        return self.store.pending_count > 0 or bool(self._forwards)
+
+    # -- changing -----------------------------------------------------------------
+
+    def register(self, **fields: Any) -> Login:
+        if self._timer_at is not None and self._timer_at <= self.clock():
+            self.expire_due()  # the timer is due but has not run yet: free expired places
+        login = self.store.register(now=self.clock(), **fields)
+        log.info(
+            "login %s registered for %s, pending for %.0fs",
+            login.id,
+            login.provider_id,
+            login.expires_at - login.created_at,
+        )
+        self._schedule(login.expires_at)
+        self._changed_now(login.id)
+        return login
+
+    def begin_forward(self, login_id: str) -> bool:
+        return self.store.begin_forward(login_id, self.clock())
+
+    def finish(self, login_id: str, outcome: Outcome, *, current: Status) -> bool:
+        now = self.clock()
+        done = self.store.finish(login_id, outcome, now=now, current=current)
+        if done:
+            self.last_outcome = outcome.status
+            log.info("login %s %s %s", login_id, outcome.status.value, _why(outcome))
+            self._schedule(now + self.store.retention_seconds)
+            self._changed_now(login_id)
+        return done
+
+    def expire_due(self) -> None:
+        for login_id in self.store.expire_due(self.clock()):
+            self.last_outcome = Status.EXPIRED
+            log.info("login %s expired", login_id)
+            self._changed_now(login_id)
+
+    def track_forward(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a forward as its own task, so a closed browser tab cannot cancel it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._forwards.add(task)
+        task.add_done_callback(self._forward_done)
+        return task
+
+    async def drain(self, seconds: float) -> int:
+        """Wait up to ``seconds`` for forwards in flight; return how many did not finish."""
+        if not self._forwards:
+            return 0
+        _, pending = await asyncio.wait(set(self._forwards), timeout=seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return len(pending)
+
+    # -- waiting ------------------------------------------------------------------
+
+    async def wait_terminal(self, login_id: str, seconds: float) -> Login | None:
+        """Return the login once terminal, or as it is when ``seconds`` run out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            login = self.get(login_id)
+            if login is None or login.status.terminal or self.stopping:
+                return login
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return login
+            event = self._changed.setdefault(login_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return self.get(login_id)
+
+    def begin_shutdown(self) -> None:
+        """Start no more forwards, and answer every wait at once from now on."""
+        self.stopping = True
+        for login_id in list(self._changed):
+            self._changed.pop(login_id).set()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _changed_now(self, login_id: str) -> None:
+        event = self._changed.pop(login_id, None)
+        if event is not None:
+            event.set()
+        for listener in self.listeners:
+            listener()
+
+    def _forward_done(self, task: asyncio.Task[Any]) -> None:
+        self._forwards.discard(task)
+        for listener in self.listeners:
+            listener()
+
+    def _schedule(self, when: float) -> None:
+        """Arm one timer for the earliest deadline: no timer ticks while nothing is due."""
+        if self._timer_at is not None and self._timer_at <= when:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_later(max(0.0, when - self.clock()) + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.expire_due()
+        self.store.sweep(self.clock())
+        upcoming = self.store.next_deadline()
+        if upcoming is not None:
+            self._schedule(upcoming)
+
+    def start(self) -> None:
+        """Arm the deadline timer for what the store already holds (after a restart)."""
+        self.expire_due()
+        self.store.sweep(self.clock())
+        upcoming = self.store.next_deadline()
+        if upcoming is not None:
+            self._schedule(upcoming)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+        self.begin_shutdown()
+
+
+def _why(outcome: Outcome) -> str:
+    error = outcome.stored.get("error")
+    status = outcome.stored.get("control_plane_status")
+    parts = [f"error={error}" if error else "", f"control_plane_status={status}" if status else ""]
+    return " ".join(p for p in parts if p)

@@ -1,0 +1,91 @@
+"""The browser's result pages: self-contained HTML, every provider word escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+from bridge.daemon.model import Login
+
+# (heading, what to do next, accent colour) for each page status.
+WORDING: dict[str, tuple[str, str, str]] = {
+    "succeeded": ("Connected", "You can close this tab and return to your application.", "#1a7f37"),
+    "failed": ("The connection failed", "Return to your application and try again.", "#cf222e"),
+    "denied": (
+        "Access was denied",
+        "The provider reported that access was not granted. "
+        "Return to your application if you want to try again.",
+        "#9a6700",
+    ),
+    "expired": (
+        "This login expired",
+        "It waited too long for the browser. Start the login again from your application.",
+        "#9a6700",
+    ),
+    "cancelled": (
+        "This login was cancelled",
+        "Your application cancelled it. Start it again if you still want to connect.",
+        "#57606a",
+    ),
+    "forwarding": (
+        "Still finishing…",
+        "Reload this page in a moment to see the outcome.",
+        "#0969da",
+    ),
+    "pending": (
+        "Waiting for the provider",
+        "This login has not come back from the provider yet.",
+        "#0969da",
+    ),
+    "invalid": (
+        "This is not a valid sign-in response",
+        "Nothing was sent anywhere. Start the login again from your application.",
+        "#cf222e",
+    ),
+    "unknown": (
+        "No login is waiting for this response",
+        "It may have expired, been used already, or been started elsewhere. Nothing was "
+        "sent anywhere. Start the login again from your application.",
+        "#cf222e",
+    ),
+}
+
+STYLE = """
+:root { color-scheme: light dark; }
+body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+       display: grid; min-height: 100vh; place-items: center; background: Canvas; }
+main { max-width: 34rem; padding: 2rem; border-top: 6px solid var(--accent); }
+h1 { font-size: 1.5rem; margin: 0 0 .5rem; }
+p { margin: .5rem 0; }
+.detail { font-family: ui-monospace, monospace; font-size: .9rem; opacity: .8;
+          overflow-wrap: anywhere; }
+footer { margin-top: 1.5rem; font-size: .8rem; opacity: .6; }
+"""
+
+
+def render(page_status: str, *, login: Login | None = None, reason: str = "") -> str:
+    """Render the page for a status; ``reason`` and the login's result are escaped."""
+    heading, advice, accent = WORDING.get(page_status, WORDING["unknown"])
+    lines = [f"<p>{escape(advice)}</p>"]
+    provider = ""
+    if login is not None:
+        provider = f" to {escape(login.provider_id)}"
+        result = login.result or {}
+        message = result.get("message") or result.get("error_description")
+        if isinstance(message, str) and page_status != "succeeded":
+            lines.append(f'<p class="detail">{escape(message)}</p>')
+    if reason:
+        lines.append(f'<p class="detail">{escape(reason)}</p>')
+    title = f"{heading}{provider}" if page_status == "succeeded" else heading
+    status = escape(page_status, quote=True)
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta name="oauth-bridge-status" content="{status}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>{escape(title)} · oauth-bridge</title>\n"
+        f"<style>{STYLE}main {{ --accent: {accent}; }}</style></head>\n"
+        f"<body><main><h1>{escape(title)}</h1>\n"
+        + "\n".join(lines)
+        + "\n<footer>oauth-bridge, on this computer</footer></main></body></html>\n"
+    )

@@ -1,0 +1,132 @@
+"""What both listeners share: the logins, the control plane client, and who we are."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from bridge.daemon.config import Config
+from bridge.daemon.forward import ControlPlane
+from bridge.daemon.logins import Logins
+from bridge.daemon.store import LoginStore
+from bridge.errors import UsageError
+from bridge.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The daemon's shared parts; the listeners' address is filled in once they are bound."""
+
+    config: Config
+    paths: Paths
+    logins: Logins
+    control_plane: ControlPlane
+    started_at: float = field(default_factory=time.time)
+    url: str = ""  # http://127.0.0.1:PORT, once bound
+    allowed_hosts: frozenset[str] = frozenset()
+    # Monotonic time of the last request on either listener, for the idle exit.
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def bound(self, *, hosts: list[str], port: int) -> None:
+        """Record the bound address: it makes redirect URIs and the Host check."""
+        primary = "127.0.0.1" if "127.0.0.1" in hosts or not hosts else hosts[0]
+        self.url = f"http://{_authority(primary)}:{port}"
+        self.allowed_hosts = frozenset(
+            {f"{_authority(h)}:{port}" for h in hosts} | {f"localhost:{port}"}
+        )
+
+    def redirect_uri(self, provider_id: str) -> str:
+        return f"{self.url}/callback/{quote(provider_id, safe='')}"
+
+    @property
+    def callback_wait_seconds(self) -> float:
+        """Bound a callback's wait for its forward by the forward's own worst case."""
+        settings = self.config.settings
+        return settings.forward_deadline_seconds + settings.request_timeout_seconds
+
+
+def _authority(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def proxy_for(url: str) -> str | None:
+    """Return the proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), if any."""
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+def services(app: web.Application) -> Services:
+    return app[SERVICES]
+
+
+@asynccontextmanager
+async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]:
+    """Open the store and the control plane session; close both, in order, on the way out.
+
+    A context manager rather than an app's cleanup_ctx: the browser app and the control
+    app share these, and neither should own what the other still uses at shutdown.
+    """
+    settings = config.settings
+    try:
+        store = LoginStore(
+            paths.store_file,
+            retention_seconds=settings.retention_seconds,
+            pending_limit=settings.pending_limit,
+        )
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot open the login store {paths.store_file}: {exc}") from None
+    try:
+        logins = Logins(store)
+        recovered = store.recover_interrupted(logins.clock())
+        if recovered:
+            log.warning(
+                "%d login(s) were being forwarded when oauth-bridge last stopped; they are "
+                "now failed (interrupted) and will not be resent",
+                recovered,
+            )
+        timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout_seconds,
+            connect=settings.connect_timeout_seconds,
+        )
+        # HTTPS_PROXY and NO_PROXY are read once, here, rather than by trust_env=True on
+        # every request (two thread hops per forward); SSL_CERT_FILE and SSL_CERT_DIR work
+        # through OpenSSL's default paths, which aiohttp's default context loads.
+        async with aiohttp.ClientSession(
+            timeout=timeout, trust_env=False, raise_for_status=False
+        ) as session:
+            control_plane = ControlPlane(
+                session=session,
+                base_url=str(settings.control_plane_url),
+                credentials=config.credentials,
+                deadline_seconds=settings.forward_deadline_seconds,
+                proxy=proxy_for(str(settings.control_plane_url)),
+            )
+            logins.start()
+            try:
+                yield Services(
+                    config=config, paths=paths, logins=logins, control_plane=control_plane
+                )
+            finally:
+                logins.stop()
+    finally:
+        store.close()

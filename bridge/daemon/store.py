@@ -1,0 +1,259 @@
+"""The login store: SQLite in the state dir, keyed by a hash of each state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from pathlib import Path
+
+from bridge.daemon.model import JSON, Login, Outcome, Status, interrupted
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS logins (
+    id TEXT PRIMARY KEY,
+    state_hash BLOB NOT NULL UNIQUE,
+    provider_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    expected_issuer TEXT,
+    require_issuer INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    discard_at REAL
+);
+CREATE INDEX IF NOT EXISTS logins_pending_expiry ON logins (expires_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS logins_discard ON logins (discard_at) WHERE discard_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logins_in_flight ON logins (status) WHERE status = 'forwarding';
+"""
+
+COLUMNS = (
+    "id, provider_id, status, redirect_uri, created_at, expires_at,"
+    " expected_issuer, require_issuer, result"
+)
+
+
+class DuplicateState(Exception):
+    """That state is already registered."""
+
+
+class PendingLimitReached(Exception):
+    """As many logins are pending as the daemon accepts."""
+
+
+def state_hash(state: str) -> bytes:
+    """Hash a state so that no state is ever at rest in the clear."""
+    return hashlib.sha256(state.encode("utf-8", "surrogatepass")).digest()
+
+
+class LoginStore:
+    """Logins on disk, plus the control plane's answers, which stay in memory only."""
+
+    def __init__(self, path: Path, *, retention_seconds: float, pending_limit: int) -> None:
+        self.retention_seconds = retention_seconds
+        self.pending_limit = pending_limit
+        # One connection, used only from the event loop's thread; every statement is
+        # short and local, so running them inline beats a thread hop per call.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # WAL with synchronous=NORMAL: a commit is durable against a crash of the
+        # process (SIGKILL included) without an fsync per registration.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._answers: dict[str, dict[str, JSON]] = {}
+        # Every state hash in the table: a stray or forged callback is refused without
+        # a query, which is most of the cost of a flood of them.
+        self._hashes: set[bytes] = {
+            row[0] for row in self._db.execute("SELECT state_hash FROM logins")
+        }
+        self._pending: int = self._db.execute(
+            "SELECT count(*) FROM logins WHERE status = 'pending'"
+        ).fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def recover_interrupted(self, now: float) -> int:
+        """Fail every login left ``forwarding`` by a previous run: it is never resent."""
+        outcome = interrupted()
+        cursor = self._db.execute(
+            "UPDATE logins SET status = ?, result = ?, discard_at = ? WHERE status = 'forwarding'",
+            (outcome.status.value, json.dumps(outcome.stored), now + self.retention_seconds),
+        )
+        return int(cursor.rowcount)
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending
+
+    def register(
+        self,
+        *,
+        provider_id: str,
+        state: str,
+        redirect_uri: str,
+        now: float,
+        ttl_seconds: float,
+        expected_issuer: str | None,
+        require_issuer: bool,
+    ) -> Login:
+        if self._pending >= self.pending_limit:
+            raise PendingLimitReached
+        digest = state_hash(state)
+        login = Login(
+            id=secrets.token_urlsafe(12),
+            provider_id=provider_id,
+            status=Status.PENDING,
+            redirect_uri=redirect_uri,
+            created_at=now,
+            expires_at=now + ttl_seconds,
+            expected_issuer=expected_issuer,
+            require_issuer=require_issuer,
+        )
+        try:
+            self._db.execute(
+                "INSERT INTO logins (id, state_hash, provider_id, status, redirect_uri,"
+                " created_at, expires_at, expected_issuer, require_issuer)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (
+                    login.id,
+                    digest,
+                    provider_id,
+                    redirect_uri,
+                    login.created_at,
+                    login.expires_at,
+                    expected_issuer,
+                    require_issuer,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateState from None
+        self._hashes.add(digest)
+        self._pending += 1
+        return login
+
+    def get(self, login_id: str) -> Login | None:
+        row = self._db.execute(f"SELECT {COLUMNS} FROM logins WHERE id = ?", (login_id,)).fetchone()
+        return None if row is None else self._login(row)
+
+    def find_by_state(self, state: str) -> Login | None:
+        digest = state_hash(state)
+        if digest not in self._hashes:
+            return None
+        row = self._db.execute(
+            f"SELECT {COLUMNS} FROM logins WHERE state_hash = ?", (digest,)
+        ).fetchone()
+        return None if row is None else self._login(row)
+
+    def all(self) -> list[Login]:
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM logins ORDER BY created_at").fetchall()
+        return [self._login(row) for row in rows]
+
+    def recent(self, limit: int) -> list[Login]:
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM logins ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [self._login(row) for row in rows]
+
+    def begin_forward(self, login_id: str, now: float) -> bool:
+        """Move a live pending login to ``forwarding``; False if anything got there first."""
+        cursor = self._db.execute(
+            "UPDATE logins SET status = 'forwarding'"
+            " WHERE id = ? AND status = 'pending' AND expires_at > ?",
+            (login_id, now),
+        )
+        if cursor.rowcount:
+            self._pending -= 1
+        return cursor.rowcount == 1
+
+    def finish(self, login_id: str, outcome: Outcome, *, now: float, current: Status) -> bool:
+        """Record an outcome if the login is still in ``current``; False if it moved on."""
+        assert outcome.status.terminal
+        cursor = self._db.execute(
+            "UPDATE logins SET status = ?, result = ?, discard_at = ? WHERE id = ? AND status = ?",
+            (
+                outcome.status.value,
+                json.dumps(outcome.stored),
+                now + self.retention_seconds,
+                login_id,
+                current.value,
+            ),
+        )
+        if cursor.rowcount != 1:
+            return False
+        if current is Status.PENDING:
+            self._pending -= 1
+        if outcome.answer:
+            self._answers[login_id] = outcome.answer
+        return True
+
+    def expire_due(self, now: float) -> list[str]:
+        """Expire every pending login whose time is up, and return their ids."""
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM logins WHERE status = 'pending' AND expires_at <= ?", (now,)
+            )
+        ]
+        expired = Outcome(
+            Status.EXPIRED,
+            stored={"message": "The login expired before the browser came back to oauth-bridge."},
+        )
+        for login_id in ids:
+            self.finish(login_id, expired, now=now, current=Status.PENDING)
+        return ids
+
+    def sweep(self, now: float) -> int:
+        """Forget terminal logins whose retention time has passed."""
+        swept = self._db.execute(
+            "DELETE FROM logins WHERE discard_at IS NOT NULL AND discard_at <= ?"
+            " RETURNING id, state_hash",
+            (now,),
+        ).fetchall()
+        for login_id, digest in swept:
+            self._answers.pop(login_id, None)
+            self._hashes.discard(digest)
+        return len(swept)
+
+    def next_deadline(self) -> float | None:
+        """Return when the next pending login expires or terminal login is forgotten."""
+        row = self._db.execute(
+            "SELECT min(t) FROM ("
+            " SELECT min(expires_at) AS t FROM logins WHERE status = 'pending'"
+            " UNION ALL SELECT min(discard_at) FROM logins WHERE discard_at IS NOT NULL)"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def _login(self, row: tuple[object, ...]) -> Login:
+        (
+            login_id,
+            provider_id,
+            status,
+            redirect_uri,
+            created_at,
+            expires_at,
+            expected_issuer,
+            require_issuer,
+            result,
+        ) = row
+        assert isinstance(login_id, str)
+        stored = json.loads(result) if isinstance(result, str) else None
+        if stored is not None:
+            stored.update(self._answers.get(login_id, {}))
+            if Status(str(status)) is Status.SUCCEEDED:
+                # The body is held in memory only: after a restart it reads null.
+                stored.setdefault("control_plane_body", None)
+        return Login(
+            id=login_id,
+            provider_id=str(provider_id),
+            status=Status(str(status)),
+            redirect_uri=str(redirect_uri),
+            created_at=float(created_at),  # type: ignore[arg-type]  # REAL column
+            expires_at=float(expires_at),  # type: ignore[arg-type]  # REAL column
+            expected_issuer=None if expected_issuer is None else str(expected_issuer),
+            require_issuer=bool(require_issuer),
+            result=stored,
+        )

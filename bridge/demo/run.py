@@ -1,0 +1,243 @@
+"""``oauth-bridge demo``: one login through a real daemon, a demo provider and control plane.
+
+The daemon is started by the same auto-start path as ``expect``, the login is registered
+and checked by the same functions, and the browser's part is played over plain HTTP
+(or by the user's real browser with ``--browser``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from bridge.client.autostart import ensure_daemon
+from bridge.client.expect import (
+    EXIT_FOR_STATUS,
+    check_redirect_uri,
+    open_browser,
+    state_from_auth_url,
+)
+from bridge.client.transport import ControlClient
+from bridge.errors import EXIT_FAILED, BridgeError
+from bridge.paths import Paths
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.hops: list[tuple[str, float]] = []
+
+    def hop(self, name: str, started: float) -> float:
+        elapsed = time.perf_counter() - started
+        self.hops.append((name, elapsed))
+        return elapsed
+
+
+def step(n: int, text: str) -> None:
+    print(f"{n}. {text}", flush=True)
+
+
+def detail(text: str) -> None:
+    print(f"   {text}", flush=True)
+
+
+def get(url: str) -> tuple[int, str, str]:
+    """GET one URL without following redirects: return status, Location and body."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = connection.getresponse()
+        return response.status, response.getheader("Location", ""), response.read().decode()
+    finally:
+        connection.close()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from bridge.demo.servers import DEMO_API_KEY, PROVIDER_ID, DemoServers
+
+    print(
+        "oauth-bridge demo: a real daemon, a demo OAuth provider and a demo control plane,"
+        " all on 127.0.0.1.\n",
+        flush=True,
+    )
+    timer = Timer()
+    with tempfile.TemporaryDirectory(prefix="oauth-bridge-demo-") as tmp, DemoServers() as world:
+        base = Path(tmp)
+        paths = Paths(
+            runtime_dir=base / "run", state_dir=base / "state", config_file=base / "config.toml"
+        )
+        paths.config_file.write_text("", encoding="utf-8")
+        # The daemon inherits these: its own dirs, port and control plane, so the demo
+        # never touches a daemon or login store of yours.
+        os.environ.update(
+            {
+                "OAUTH_BRIDGE_RUNTIME_DIR": str(paths.runtime_dir),
+                "OAUTH_BRIDGE_STATE_DIR": str(paths.state_dir),
+                "OAUTH_BRIDGE_CONFIG": str(paths.config_file),
+                "OAUTH_BRIDGE_PORT": "0",
+                "OAUTH_BRIDGE_CONTROL_PLANE_URL": world.control_plane_url,
+                "LANGSMITH_API_KEY": DEMO_API_KEY,
+            }
+        )
+        for name in ("LANGSMITH_WORKSPACE_ID", "OAUTH_BRIDGE_BEARER_TOKEN", "NOTIFY_SOCKET"):
+            os.environ.pop(name, None)
+        step(
+            1,
+            f"Demo provider on {world.provider_url}, demo control plane on "
+            f"{world.control_plane_url}.",
+        )
+
+        started = time.perf_counter()
+        info = ensure_daemon(paths, start=True)
+        timer.hop("start the daemon", started)
+        daemon_pid = int(info["pid"])
+        try:
+            return _flow(args, paths, info, world, timer, PROVIDER_ID)
+        finally:
+            os.kill(daemon_pid, signal.SIGTERM)
+            _wait_gone(paths)
+
+
+def _flow(
+    args: argparse.Namespace,
+    paths: Paths,
+    info: dict[str, Any],
+    world: Any,
+    timer: Timer,
+    provider_id: str,
+) -> int:
+    daemon_url = str(info["url"])
+    detail(
+        f"started oauth-bridge (pid {info['pid']}) at {daemon_url} "
+        f"in {timer.hops[-1][1] * 1000:.0f} ms"
+    )
+
+    redirect_uri = f"{daemon_url}/callback/{provider_id}"
+    _status, _, body = _post_json(
+        f"{world.control_plane_url}/demo/start", {"redirect_uri": redirect_uri}
+    )
+    auth_url = json.loads(body)["auth_url"]
+    step(2, "The tool asked the control plane for an authorization URL (the state is made there):")
+    detail(auth_url)
+
+    started = time.perf_counter()
+    state, found_redirect = state_from_auth_url(auth_url)
+    assert found_redirect is not None
+    check_redirect_uri(found_redirect, daemon_url=daemon_url, provider_id=provider_id)
+    client = ControlClient(paths.control_socket)
+    answer = client.request("POST", "/v1/logins", {"provider_id": provider_id, "state": state})
+    if answer.status != 201:
+        raise BridgeError(f"the daemon refused the login: {answer.message}")
+    login: dict[str, Any] = answer.body
+    timer.hop("register the login (control.sock)", started)
+    step(
+        3,
+        f"Registered login {login['id']} with the daemon, as "
+        "'oauth-bridge expect --auth-url ...' does; its redirect_uri checks out.",
+    )
+
+    if args.browser:
+        step(4, "Opening your browser at the demo provider: click 'Authorize' (or 'Deny').")
+        open_browser(auth_url, daemon_url=daemon_url)
+        started = time.perf_counter()
+        answer = client.request("GET", f"/v1/logins/{login['id']}?wait=300", timeout=330)
+        login = answer.body
+        timer.hop("you, in the browser", started)
+    else:
+        login = _play_browser(auth_url, client, login, world, timer)
+
+    status_ = login["status"]
+    print(flush=True)
+    if status_ == "succeeded":
+        print(
+            f"✓ Succeeded: the control plane answered {login['result']['control_plane_status']}"
+            f" with {json.dumps(login['result']['control_plane_body'])}."
+        )
+    else:
+        print(f"✗ The login ended {status_}: {json.dumps(login.get('result'))}")
+    print("\nHow long each hop took:")
+    for name, seconds in timer.hops:
+        print(f"  {name:<48} {seconds * 1000:8.1f} ms")
+    print(
+        "\nNext: run 'oauth-bridge serve' (or 'oauth-bridge install-service --socket'), then "
+        'have your tool call\n  oauth-bridge expect --provider <id> --auth-url "$URL" --open '
+        "--wait --json\nThe README's section for desktop tool authors shows it in shell, "
+        "Python and Node."
+    )
+    return EXIT_FOR_STATUS.get(status_, EXIT_FAILED)
+
+
+def _play_browser(
+    auth_url: str, client: ControlClient, login: dict[str, Any], world: Any, timer: Timer
+) -> dict[str, Any]:
+    step(4, "Playing the browser (headless):")
+    started = time.perf_counter()
+    status, _, page = get(auth_url)
+    approve = re.search(r"id='approve' href='([^']+)'", page)
+    if status != 200 or approve is None:
+        raise BridgeError(f"the demo provider's page did not load (HTTP {status})")
+    timer.hop("browser -> provider: authorize page", started)
+    detail(f"GET the provider's authorize page -> {status}; the user clicks 'Authorize'")
+
+    started = time.perf_counter()
+    status, callback, _ = get(urljoin(world.provider_url, approve.group(1).replace("&amp;", "&")))
+    timer.hop("provider -> redirect with code and state", started)
+    detail(f"the provider redirects ({status}) to {_redact(callback)}")
+
+    started = time.perf_counter()
+    status, result_path, _ = get(callback)
+    timer.hop("browser -> daemon -> control plane (forward)", started)
+    detail(
+        f"the daemon checked the state, consumed it, forwarded {{code, state}} to the "
+        f"control plane (which took {world.forward_seconds * 1000:.2f} ms), and redirected "
+        f"({status}) to {result_path}"
+    )
+
+    started = time.perf_counter()
+    waited = client.request("GET", f"/v1/logins/{login['id']}?wait=30")
+    timer.hop("the tool's waiter returns", started)
+    detail(f"the tool's long-poll returned: {waited.body['status']}")
+
+    started = time.perf_counter()
+    status, _, page = get(urljoin(callback, result_path))
+    timer.hop("browser -> result page", started)
+    shown = re.search(r'name="oauth-bridge-status" content="([^"]+)"', page)
+    detail(
+        f"the browser shows the result page ({status}, {shown.group(1) if shown else '?'}); "
+        "the code is no longer in its address bar"
+    )
+    result: dict[str, Any] = waited.body
+    return result
+
+
+def _post_json(url: str, body: dict[str, Any]) -> tuple[int, str, str]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        connection.request(
+            "POST", parts.path, body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        return response.status, "", response.read().decode()
+    finally:
+        connection.close()
+
+
+def _redact(url: str) -> str:
+    """Show the redirect's shape without its one-time code."""
+    return re.sub(r"(code|state)=[^&]+", lambda m: f"{m.group(1)}=…", url)
+
+
+def _wait_gone(paths: Paths, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while paths.daemon_json.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -1,0 +1,1 @@
+"""``oauth-bridge install-service``: the systemd user units (their files live in ``systemd/``)."""

@@ -1,0 +1,389 @@
+"""Install oauth-bridge as a systemd user service: `oauth-bridge install-service`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+__all__ = ["add_arguments", "run", "unit_dir", "user_namespace_problem"]
+
+SERVICE = "oauth-bridge.service"
+SOCKETS = ("oauth-bridge.socket", "oauth-bridge-control.socket")
+SANDBOX = "oauth-bridge.service.d/sandbox.conf"
+ALL_UNITS = (SERVICE, *SOCKETS, SANDBOX)
+
+# What `systemctl enable` links, per the [Install] sections of our units.
+_ENABLE_LINKS = {
+    SERVICE: "default.target.wants",
+    SOCKETS[0]: "sockets.target.wants",
+    SOCKETS[1]: "sockets.target.wants",
+}
+
+_PLACEHOLDER = "@EXECSTART@"
+_MARKER = "# Written by `oauth-bridge install-service` (sha256 "
+_MARKER_NOTE = "# It refuses to overwrite or remove this file once edited, unless given --force.\n"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `install-service` to its subcommand parser."""
+    parser.add_argument(
+        "--socket",
+        action="store_true",
+        help="also install the socket units: systemd listens, and starts the daemon on demand",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="also install the namespace sandbox drop-in (needs unprivileged user namespaces)",
+    )
+    parser.add_argument(
+        "--enable",
+        action="store_true",
+        help="run the systemctl commands instead of printing them",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing; print each unit file to stdout",
+    )
+    parser.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="remove the unit files this command installed",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite or remove unit files even when they were edited",
+    )
+
+
+def unit_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Return the systemd user unit directory to install into."""
+    env = os.environ if environ is None else environ
+    override = env.get("OAUTH_BRIDGE_UNIT_DIR")
+    if override:
+        return Path(override)
+    config_home = env.get("XDG_CONFIG_HOME", "")
+    # The XDG spec says to ignore a relative value, and systemd does so too.
+    base = Path(config_home) if os.path.isabs(config_home) else Path.home() / ".config"
+    return base / "systemd" / "user"
+
+
+def state_dir() -> Path:
+    """Return the state dir the unit pins with OAUTH_BRIDGE_STATE_DIR (%h/.local/state/...)."""
+    return Path.home() / ".local" / "state" / "oauth-bridge"
+
+
+# --- user namespaces --------------------------------------------------------
+
+# Run in a fresh interpreter: unshare(CLONE_NEWUSER) fails in a threaded
+# process, and forking this one could copy a running event loop or threads.
+_USERNS_PROBE = """
+import ctypes, os, sys
+CLONE_NEWUSER = 0x10000000
+if hasattr(os, "unshare"):
+    os.unshare(CLONE_NEWUSER)
+else:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        err = ctypes.get_errno()
+        sys.exit(os.strerror(err))
+"""
+
+
+def _read_sysctl(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def user_namespace_problem(proc_sys: Path = Path("/proc/sys"), *, probe: bool = True) -> str | None:
+    """Return why unprivileged user namespaces cannot be used here, or None if they can."""
+    if _read_sysctl(proc_sys / "kernel" / "unprivileged_userns_clone") == "0":
+        return "the kernel forbids them (sysctl kernel.unprivileged_userns_clone = 0)"
+    if _read_sysctl(proc_sys / "user" / "max_user_namespaces") == "0":
+        return "the kernel allows none (sysctl user.max_user_namespaces = 0)"
+    if _read_sysctl(proc_sys / "kernel" / "apparmor_restrict_unprivileged_userns") == "1":
+        # Ubuntu 24.04's default: the user manager runs unconfined, so the
+        # service's namespace set-up is denied even though a probe from a
+        # confined shell might pass.
+        return (
+            "AppArmor restricts them "
+            "(sysctl kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu's default)"
+        )
+    if not probe:
+        return None
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _USERNS_PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+        return f"creating one failed here ({reason[0]})"
+    return None
+
+
+# --- unit files -------------------------------------------------------------
+
+
+def _templates() -> Traversable:
+    from importlib import resources
+
+    try:
+        return resources.files("bridge.units")
+    except ModuleNotFoundError:
+        # A source checkout: pyproject maps systemd/ to bridge.units only when
+        # the package is built.
+        return Path(__file__).resolve().parents[2] / "systemd"
+
+
+def exec_start() -> str:
+    """Return the command line that runs this installation's oauth-bridge."""
+    # -P: never import a `bridge` from the working directory (the home directory here).
+    command = shlex.quote(sys.executable) + " -P -m bridge"
+    # systemd expands specifiers (%) and variables ($) in ExecStart= itself.
+    return command.replace("%", "%%").replace("$", "$$")
+
+
+def _body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def render(name: str) -> str:
+    """Return the unit file `name` as this command writes it."""
+    body = _templates().joinpath(name).read_text(encoding="utf-8")
+    body = body.replace(_PLACEHOLDER, exec_start())
+    return f"{_MARKER}{_body_hash(body)})\n{_MARKER_NOTE}{body}"
+
+
+def _is_ours_and_unedited(text: str) -> bool:
+    first, _, rest = text.partition("\n")
+    if not (first.startswith(_MARKER) and first.endswith(")")):
+        return False
+    recorded = first[len(_MARKER) : -1]
+    body = rest.removeprefix(_MARKER_NOTE)
+    return body != rest and recorded == _body_hash(body)
+
+
+@dataclass(frozen=True)
+class _Change:
+    path: Path
+    content: str
+    current: str | None
+
+    @property
+    def unchanged(self) -> bool:
+        return self.current == self.content
+
+    @property
+    def blocked(self) -> bool:
+        """Tell whether writing would destroy someone's edits."""
+        return (
+            self.current is not None
+            and not self.unchanged
+            and not _is_ours_and_unedited(self.current)
+        )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(content, encoding="utf-8")
+    temporary.chmod(0o644)
+    temporary.replace(path)
+
+
+def _links_to(link: Path, unit: Path) -> bool:
+    """Tell whether `link` is a `systemctl enable` symlink to `unit`."""
+    if not link.is_symlink():
+        return False
+    return Path(os.path.normpath(link.parent / os.readlink(link))) == unit
+
+
+# --- systemctl --------------------------------------------------------------
+
+
+def _systemctl(*arguments: str) -> list[str]:
+    return ["systemctl", "--user", *arguments]
+
+
+def _format(command: Sequence[str]) -> str:
+    return shlex.join(command)
+
+
+def _run_commands(commands: Sequence[Sequence[str]], out: TextIO, err: TextIO) -> int:
+    if shutil.which("systemctl") is None:
+        print("systemctl is not on PATH; run these yourself:", file=err)
+        for command in commands:
+            print(f"  {_format(command)}", file=err)
+        return EXIT_FAILED
+    for command in commands:
+        print(f"$ {_format(command)}", file=out, flush=True)
+        result = subprocess.run(list(command), check=False)
+        if result.returncode != 0:
+            print(f"failed (exit {result.returncode}): {_format(command)}", file=err)
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print_linger_hint(out: TextIO) -> None:
+    print("To keep it running without a login session (over SSH, after logout):", file=out)
+    print("  loginctl enable-linger $USER", file=out)
+
+
+# The dirs PrivateTmp= replaces with empty ones; nothing is written there.
+_PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 - compared, not used
+
+_SANDBOX_REFUSAL = """\
+Refusing --sandbox: unprivileged user namespaces are unavailable: {problem}.
+In a user unit, systemd builds the sandbox (ProtectSystem=, PrivateTmp=, ...)
+inside a user namespace (systemd >= 254 implies PrivateUsers= for it), so with
+the drop-in the service would fail to start. Install without --sandbox: the
+main unit's hardening (seccomp filters, NoNewPrivileges=) needs no namespaces."""
+
+
+# --- the command ------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """Install (or remove) the unit files and return the exit code."""
+    out, err = sys.stdout, sys.stderr
+    if args.uninstall:
+        return _uninstall(args, out, err)
+
+    names = [SERVICE]
+    if args.socket:
+        names.extend(SOCKETS)
+    if args.sandbox:
+        names.append(SANDBOX)
+        problem = user_namespace_problem()
+        if problem is not None:
+            print(_SANDBOX_REFUSAL.format(problem=problem), file=err)
+            return EXIT_REFUSED
+        if any(Path(sys.executable).is_relative_to(hidden) for hidden in _PRIVATE_TMP_DIRS):
+            print(
+                f"warning: {sys.executable} is under a temporary directory, which the\n"
+                "sandbox's PrivateTmp= hides from the service: it will not start from there.",
+                file=err,
+            )
+    if "\n" in sys.executable:
+        print("Refusing: the interpreter's path contains a newline.", file=err)
+        return EXIT_REFUSED
+
+    directory = unit_dir()
+    changes = [_Change(directory / name, render(name), _read(directory / name)) for name in names]
+
+    if args.dry_run:
+        for change in changes:
+            print(f"# {change.path}", file=out)
+            print(change.content, file=out)
+        return EXIT_OK
+
+    blocked = [change for change in changes if change.blocked]
+    if blocked and not args.force:
+        for change in blocked:
+            print(f"Refusing to overwrite {change.path}: it differs from what", file=err)
+            print("this command would write (edited, or not written by it).", file=err)
+        print("Compare with --dry-run, then pass --force to replace it.", file=err)
+        return EXIT_REFUSED
+
+    for change in changes:
+        if change.unchanged:
+            print(f"unchanged: {change.path}", file=out)
+        else:
+            _write_atomically(change.path, change.content)
+            print(f"wrote:     {change.path}", file=out)
+    if args.sandbox:
+        # The drop-in's ReadWritePaths= must exist before the service starts.
+        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # Enabling the sockets is enough: the first connection starts the service.
+    units = SOCKETS if args.socket else (SERVICE,)
+    commands = [_systemctl("daemon-reload"), _systemctl("enable", "--now", *units)]
+    if args.enable:
+        status = _run_commands(commands, out, err)
+    else:
+        print("Now run:", file=out)
+        for command in commands:
+            print(f"  {_format(command)}", file=out)
+        status = EXIT_OK
+    _print_linger_hint(out)
+    return status
+
+
+def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    directory = unit_dir()
+    present = [
+        (directory / name, text)
+        for name in ALL_UNITS
+        if (text := _read(directory / name)) is not None
+    ]
+    blocked = [path for path, text in present if not _is_ours_and_unedited(text)]
+    if blocked and not args.force:
+        for path in blocked:
+            print(f"Refusing to remove {path}: it was edited, or not written by", file=err)
+            print("`oauth-bridge install-service`. Pass --force to remove it anyway.", file=err)
+        return EXIT_REFUSED
+
+    links = [
+        link
+        for name, target in _ENABLE_LINKS.items()
+        if _links_to(link := directory / target / name, directory / name)
+    ]
+    if args.dry_run:
+        for path in [*(path for path, _ in present), *links]:
+            print(f"would remove: {path}", file=out)
+        return EXIT_OK
+
+    units = [*SOCKETS, SERVICE]
+    status = EXIT_OK
+    if args.enable:
+        # Disable while the unit files still exist: systemctl reads [Install].
+        status = _run_commands([_systemctl("disable", "--now", *units)], out, err)
+    for path in [*links, *(path for path, _ in present)]:
+        path.unlink(missing_ok=True)
+        print(f"removed: {path}", file=out)
+    drop_in_dir = directory / f"{SERVICE}.d"
+    if drop_in_dir.is_dir() and not any(drop_in_dir.iterdir()):
+        drop_in_dir.rmdir()
+    if not present and not links:
+        print(f"nothing to remove in {directory}", file=out)
+
+    stop = _systemctl("stop", *units)
+    reload = _systemctl("daemon-reload")
+    if args.enable:
+        if status == EXIT_OK:
+            status = _run_commands([reload], out, err)
+    else:
+        print("Now run:", file=out)
+        print(f"  {_format(stop)}", file=out)
+        print(f"  {_format(reload)}", file=out)
+    return status
