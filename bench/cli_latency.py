@@ -15,8 +15,8 @@ from bench.report import Row
 from bench.stats import median, ms
 
 LATENCY = "CLI latency (status --json)"
-LATENCY_TARGET = "<= 80 ms"
-MAX_SECONDS = 0.080
+LATENCY_TARGET = "<= 6x `python -c pass`"
+MAX_RATIO = 6.0
 IMPORTS = "CLI imports no server stack"
 IMPORTS_TARGET = "no aiohttp, no pydantic"
 SERVER_STACK = ("aiohttp", "pydantic", "pydantic_core")
@@ -61,14 +61,15 @@ def run(budget: Budget) -> list[Row]:
             floor_times.append(time_one(floor, env))
         stack = server_stack_imports(env)
     cli = median(cli_times)
+    ratio = cli / median(floor_times)
     top = sorted({m.split(".")[0] for m in stack})
     return [
         Row(
             LATENCY,
-            ms(cli),
-            f"`python -c pass` {ms(median(floor_times))} ({cli / median(floor_times):.2f}x)",
+            f"{ratio:.2f}x ({ms(cli)})",
+            f"`python -c pass` {ms(median(floor_times))}",
             LATENCY_TARGET,
-            cli <= MAX_SECONDS,
+            ratio <= MAX_RATIO,
         ),
         Row(
             IMPORTS,

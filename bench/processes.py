@@ -30,19 +30,30 @@ LOAD_CPU = 1
 
 
 @dataclass(frozen=True)
-class Sandbox(Paths):
+class Sandbox:
     """A temp dir standing in for the user's runtime, state and config locations."""
 
-    root: Path = Path()
+    root: Path
+    paths: Paths
 
     @classmethod
     def at(cls, root: Path) -> Sandbox:
-        return cls(
-            runtime_dir=root / "run",
-            state_dir=root / "state",
-            config_file=root / "config.toml",
-            root=root,
+        paths = Paths(
+            runtime_dir=root / "run", state_dir=root / "state", config_file=root / "config.toml"
         )
+        return cls(root=root, paths=paths)
+
+    @property
+    def daemon_json(self) -> Path:
+        return self.paths.daemon_json
+
+    @property
+    def control_socket(self) -> Path:
+        return self.paths.control_socket
+
+    @property
+    def config_file(self) -> Path:
+        return self.paths.config_file
 
     @property
     def log(self) -> Path:
@@ -58,8 +69,8 @@ class Sandbox(Paths):
         }
         env.update(
             {
-                "OAUTH_BRIDGE_RUNTIME_DIR": str(self.runtime_dir),
-                "OAUTH_BRIDGE_STATE_DIR": str(self.state_dir),
+                "OAUTH_BRIDGE_RUNTIME_DIR": str(self.paths.runtime_dir),
+                "OAUTH_BRIDGE_STATE_DIR": str(self.paths.state_dir),
                 "OAUTH_BRIDGE_CONFIG": str(self.config_file),
                 # Discard port: figures that never forward must not reach the real one.
                 "OAUTH_BRIDGE_CONTROL_PLANE_URL": "http://127.0.0.1:9",

@@ -1,7 +1,8 @@
 """The ``oauth-bridge`` command: parse, then hand over to the module that does the work.
 
-Each command imports what it needs when it runs: the tools' commands (expect, status,
-cancel, complete) never import aiohttp or pydantic, so a CLI call starts fast.
+Only the command that runs gets its options built and its module imported: a tool's
+``status --json`` pays for argparse and the standard library's socket, nothing more.
+The tools' commands never import aiohttp or pydantic (a test holds that line).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bridge import __version__
-from bridge.errors import EXIT_USAGE, BridgeError
+from bridge.errors import BridgeError, ExitCode
 
 EPILOG_EXIT_CODES = """\
 exit codes:
@@ -28,33 +29,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oauth-bridge",
-        description="A local OAuth loopback bridge: it receives the provider's redirect on "
-        "127.0.0.1 and forwards code and state, once, to the LangSmith Deployment control plane.",
-        epilog="examples:\n"
-        "  oauth-bridge demo                      see the whole flow work, locally\n"
-        '  oauth-bridge expect --provider github --auth-url "$URL" --open --wait\n'
-        "  oauth-bridge status\n\n" + EPILOG_EXIT_CODES,
-        formatter_class=_Formatter,
-    )
-    parser.add_argument("--version", action="version", version=f"oauth-bridge {__version__}")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show a traceback when something fails unexpectedly"
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    serve = commands.add_parser(
-        "serve",
-        help="run the daemon in the foreground",
-        formatter_class=_Formatter,
-        description="Run the daemon: callbacks on 127.0.0.1 and ::1, the control API on "
-        "control.sock in the runtime dir. Settings: --flags > environment > config file.",
-        epilog="example:\n  LANGSMITH_API_KEY=... oauth-bridge serve --port 0 --log-level debug\n\n"
-        "exit codes: 0 stopped cleanly, 2 bad configuration or an unusable runtime or state dir, 3 another daemon runs or the "
-        "port is taken",
-    )
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--config",
         metavar="FILE",
@@ -83,19 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(meant for systemd socket activation, which restarts on demand)",
     )
 
-    expect = commands.add_parser(
-        "expect",
-        help="register a login and (optionally) wait for its outcome",
-        formatter_class=_Formatter,
-        description="Tell the daemon to expect a provider's redirect for one state, starting "
-        "the daemon in the background if none runs (its log goes to daemon.log in the state "
-        "dir). Without --wait it prints the login id on stdout (the login object with --json) "
-        "and returns; with --wait it blocks until the login ends, and Ctrl-C cancels it.",
-        epilog="examples:\n"
-        '  oauth-bridge expect --provider github --auth-url "$AUTH_URL" --open --wait --json\n'
-        '  oauth-bridge expect --provider google --state "$STATE" --wait --timeout 120\n\n'
-        + EPILOG_EXIT_CODES,
-    )
+
+def _expect_arguments(expect: argparse.ArgumentParser) -> None:
     expect.add_argument(
         "--provider",
         required=True,
@@ -139,45 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not start a daemon when none runs (exit 3 instead)",
     )
 
-    status = commands.add_parser(
-        "status",
-        help="show whether a daemon runs, and its recent logins",
-        formatter_class=_Formatter,
-        epilog="example:\n  oauth-bridge status --json\n\nexit codes: 0 running, 3 not running",
-    )
+
+def _status_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
-    cancel = commands.add_parser(
-        "cancel",
-        help="cancel a pending login",
-        formatter_class=_Formatter,
-        epilog="example:\n  oauth-bridge cancel Zx3k9QmP2aLr7Tb1\n\n"
-        "exit codes: 0 cancelled, 2 no such login, 3 no daemon, 10 the login had already ended",
-    )
+
+def _cancel_arguments(cancel: argparse.ArgumentParser) -> None:
     cancel.add_argument("id", help="the login id that expect printed")
 
-    complete = commands.add_parser(
-        "complete",
-        help="finish a login from the address the browser ended on (paste fallback)",
-        formatter_class=_Formatter,
-        description="When the browser runs on another machine, its redirect to 127.0.0.1 "
-        "fails there. Copy the address it ended on and give it here: the daemon processes it "
-        "exactly as if the browser had delivered it.",
-        epilog="example:\n  oauth-bridge complete 'http://127.0.0.1:8765/callback/github?code=...&state=...'"
-        "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
-        "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
-    )
+
+def _complete_arguments(complete: argparse.ArgumentParser) -> None:
     complete.add_argument("url", help="the full callback address, quoted")
     complete.add_argument("--json", action="store_true", help="print the login object as JSON")
 
-    demo = commands.add_parser(
-        "demo",
-        help="run the whole flow locally against a demo provider and control plane",
-        formatter_class=_Formatter,
-        description="Start a demo OAuth provider and a demo control plane on loopback, a real "
-        "oauth-bridge daemon in a temporary directory, and run one login through all three.",
-        epilog="examples:\n  oauth-bridge demo\n  oauth-bridge demo --browser",
-    )
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--browser",
         action="store_true",
@@ -185,22 +125,170 @@ def build_parser() -> argparse.ArgumentParser:
         "the redirects headless",
     )
 
-    install = commands.add_parser(
-        "install-service",
+
+def _install_service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket",
+        action="store_true",
+        help="also install the socket units: systemd listens, and starts the daemon on demand",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="also install the namespace sandbox drop-in (needs unprivileged user namespaces)",
+    )
+    parser.add_argument(
+        "--enable",
+        action="store_true",
+        help="run the systemctl commands instead of printing them",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing; print each unit file to stdout",
+    )
+    parser.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="remove the unit files this command installed",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite or remove unit files even when they were edited",
+    )
+
+
+class Command:
+    """One subcommand: its help texts, how to add its options, and what runs it."""
+
+    def __init__(
+        self,
+        *,
+        help: str,
+        add_arguments: Callable[[argparse.ArgumentParser], None],
+        description: str | None = None,
+        epilog: str = "",
+    ) -> None:
+        self.help = help
+        self.add_arguments = add_arguments
+        self.description = description
+        self.epilog = epilog
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command(
+        help="run the daemon in the foreground",
+        add_arguments=_serve_arguments,
+        description="Run the daemon: callbacks on 127.0.0.1 and ::1, the control API on "
+        "control.sock in the runtime dir. Settings: --flags > environment > config file.",
+        epilog="example:\n  LANGSMITH_API_KEY=... oauth-bridge serve --port 0 --log-level debug\n\n"
+        "exit codes: 0 stopped cleanly, 2 bad configuration or an unusable runtime or state "
+        "dir, 3 another daemon runs or the port is taken",
+    ),
+    "expect": Command(
+        help="register a login and (optionally) wait for its outcome",
+        add_arguments=_expect_arguments,
+        description="Tell the daemon to expect a provider's redirect for one state, starting "
+        "the daemon in the background if none runs (its log goes to daemon.log in the state "
+        "dir). Without --wait it prints the login id on stdout (the login object with --json) "
+        "and returns; with --wait it blocks until the login ends, and Ctrl-C cancels it.",
+        epilog="examples:\n"
+        '  oauth-bridge expect --provider github --auth-url "$AUTH_URL" --open --wait --json\n'
+        '  oauth-bridge expect --provider google --state "$STATE" --wait --timeout 120\n\n'
+        + EPILOG_EXIT_CODES,
+    ),
+    "status": Command(
+        help="show whether a daemon runs, and its recent logins",
+        add_arguments=_status_arguments,
+        epilog="example:\n  oauth-bridge status --json\n\nexit codes: 0 running, 3 not running",
+    ),
+    "cancel": Command(
+        help="cancel a pending login",
+        add_arguments=_cancel_arguments,
+        epilog="example:\n  oauth-bridge cancel Zx3k9QmP2aLr7Tb1\n\n"
+        "exit codes: 0 cancelled, 2 no such login, 3 no daemon, 10 the login had already ended",
+    ),
+    "complete": Command(
+        help="finish a login from the address the browser ended on (paste fallback)",
+        add_arguments=_complete_arguments,
+        description="When the browser runs on another machine, its redirect to 127.0.0.1 "
+        "fails there. Copy the address it ended on and give it here: the daemon processes it "
+        "exactly as if the browser had delivered it.",
+        epilog="example:\n  oauth-bridge complete 'http://127.0.0.1:8765/callback/github?code=...&state=...'"
+        "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
+        "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
+    ),
+    "demo": Command(
+        help="run the whole flow locally against a demo provider and control plane",
+        add_arguments=_demo_arguments,
+        description="Start a demo OAuth provider and a demo control plane on loopback, a real "
+        "oauth-bridge daemon in a temporary directory, and run one login through all three.",
+        epilog="examples:\n  oauth-bridge demo\n  oauth-bridge demo --browser",
+    ),
+    "install-service": Command(
         help="install the systemd user units",
-        formatter_class=_Formatter,
+        add_arguments=_install_service_arguments,
         epilog="examples:\n  oauth-bridge install-service --socket --dry-run\n"
         "  oauth-bridge install-service --socket --enable",
-    )
-    from bridge.service.install import add_arguments
+    ),
+}
 
-    add_arguments(install)
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser, with the options of ``command`` only (of every command for None)."""
+    parser = argparse.ArgumentParser(
+        prog="oauth-bridge",
+        description="A local OAuth loopback bridge: it receives the provider's redirect on "
+        "127.0.0.1 and forwards code and state, once, to the LangSmith Deployment control plane.",
+        epilog="examples:\n"
+        "  oauth-bridge demo                      see the whole flow work, locally\n"
+        "  oauth-bridge expect --provider github --auth-url - --open --wait  < url.txt\n"
+        "  oauth-bridge status\n\n" + EPILOG_EXIT_CODES,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"oauth-bridge {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show a traceback when something fails unexpectedly"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        sub = subparsers.add_parser(
+            name,
+            help=spec.help,
+            description=spec.description or spec.help[0].upper() + spec.help[1:] + ".",
+            epilog=spec.epilog,
+            formatter_class=_Formatter,
+        )
+        if command is None or command == name:
+            spec.add_arguments(sub)
+            # Also after the command: 'oauth-bridge expect ... --verbose' reads naturally.
+            sub.add_argument(
+                "--verbose",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="show a traceback when something fails unexpectedly",
+            )
     return parser
 
 
+def command_in(argv: Sequence[str]) -> str | None:
+    """Return the subcommand named in ``argv``: the first word that is one."""
+    for word in argv:
+        if word in COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_in(argv))
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return ExitCode.USAGE
     try:
         return dispatch(args)
     except BridgeError as exc:
@@ -209,10 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"oauth-bridge: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command, importing its module only now."""
     command: str = args.command
     if command == "serve":
         return serve(args)
@@ -221,9 +310,9 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_expect(args)
     if command in ("status", "cancel", "complete"):
-        from bridge.client import commands as tool_commands
+        from bridge.client import commands
 
-        return int(getattr(tool_commands, command)(args))
+        return int(getattr(commands, command)(args))
     if command == "demo":
         from bridge.demo.run import run_demo
 
@@ -232,7 +321,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from bridge.service.install import run
 
         return int(run(args))
-    return EXIT_USAGE  # pragma: no cover  # argparse refuses unknown commands
+    return ExitCode.USAGE  # pragma: no cover  # argparse refuses unknown commands
 
 
 def serve(args: argparse.Namespace) -> int:

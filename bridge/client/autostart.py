@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.client.transport import ControlClient
-from bridge.errors import EXIT_UNAVAILABLE, DaemonUnavailable
+from bridge.errors import DaemonUnavailable, ExitCode
 from bridge.paths import (
     Paths,
     check_private_dir,
@@ -19,6 +18,9 @@ from bridge.paths import (
     ensure_state_dir,
     read_daemon_json,
 )
+
+if TYPE_CHECKING:
+    import subprocess
 
 START_DEADLINE_SECONDS = 15.0
 # Starts refused with exit 3 (the lock or the port taken) are tried this many times.
@@ -88,7 +90,7 @@ def _start(paths: Paths) -> dict[str, Any]:
                 f"the daemon did not become ready within {START_DEADLINE_SECONDS:.0f}s; "
                 f"the end of {log_path}:\n" + _tail(log_path, offset)
             )
-        if code == EXIT_UNAVAILABLE and attempt < START_ATTEMPTS:
+        if code == ExitCode.UNAVAILABLE and attempt < START_ATTEMPTS:
             # Most likely another daemon holds the lock: one starting (a race we lost) or
             # one shutting down. Use it if it answers; otherwise try again once it let go.
             while time.monotonic() < deadline and _lock_held(paths):
@@ -106,6 +108,8 @@ def _start(paths: Paths) -> dict[str, Any]:
 
 
 def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    import subprocess  # here: only a call that starts the daemon needs it
+
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     offset = os.lseek(fd, 0, os.SEEK_END)
     with os.fdopen(fd, "ab") as log:

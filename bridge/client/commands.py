@@ -7,16 +7,9 @@ import json
 from typing import Any
 
 from bridge.client.autostart import running_daemon
-from bridge.client.expect import EXIT_FOR_STATUS, say
+from bridge.client.terminal import say
 from bridge.client.transport import ControlClient
-from bridge.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    BridgeError,
-    DaemonUnavailable,
-    UsageError,
-)
+from bridge.errors import EXIT_FOR_STATUS, BridgeError, DaemonUnavailable, ExitCode, UsageError
 from bridge.paths import check_private_dir, default_paths
 
 
@@ -27,11 +20,11 @@ def status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"running": False, "control_socket": str(paths.control_socket)}))
         say(f"oauth-bridge is not running (nothing answers on {paths.control_socket}).")
-        return EXIT_UNAVAILABLE
+        return ExitCode.UNAVAILABLE
     document: dict[str, Any] = {"running": True, **status}
     if args.json:
         print(json.dumps(document))
-        return EXIT_OK
+        return ExitCode.OK
     up = int(document["uptime_seconds"])
     print(
         f"oauth-bridge {document['version']} is running (pid {document['pid']}), "
@@ -50,7 +43,7 @@ def status(args: argparse.Namespace) -> int:
                 f"    {login['id']}  {login['provider_id']:<16} {login['status']:<10} "
                 f"{login['created_at']}" + (f"  ({error})" if error else "")
             )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cancel(args: argparse.Namespace) -> int:
@@ -58,19 +51,21 @@ def cancel(args: argparse.Namespace) -> int:
     answer = client.request("DELETE", f"/v1/logins/{args.id}")
     if answer.status == 200:
         say(f"Cancelled login {args.id}.")
-        return EXIT_OK
+        return ExitCode.OK
     if answer.status == 503:
         raise DaemonUnavailable(f"{answer.message} (run the same command again)")
     if answer.status == 404:
         raise UsageError(f"no login has the id {args.id!r}")
     if answer.status == 409:
         say(f"oauth-bridge: {answer.message}")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     raise BridgeError(f"the daemon refused: {answer.message}")
 
 
 def complete(args: argparse.Namespace) -> int:
     paths = default_paths()
+    if not paths.runtime_dir.exists():
+        raise DaemonUnavailable(f"no oauth-bridge daemon answers on {paths.control_socket}")
     check_private_dir(paths.runtime_dir)  # the pasted address holds the code
     client = ControlClient(paths.control_socket)
     answer = client.request("POST", "/v1/callbacks", {"url": args.url}, timeout=300)
@@ -90,7 +85,7 @@ def complete(args: argparse.Namespace) -> int:
         f"{login['provider_id']} login {login['id']}: {login['status']}"
         + (f" ({result.get('error')}: {result.get('message')})" if result.get("error") else "")
     )
-    return EXIT_FOR_STATUS.get(login["status"], EXIT_FAILED)
+    return EXIT_FOR_STATUS.get(login["status"], ExitCode.FAILED)
 
 
 __all__ = ["cancel", "complete", "status"]

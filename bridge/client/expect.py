@@ -12,36 +12,16 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bridge.client.autostart import ensure_daemon
+from bridge.client.terminal import say
 from bridge.client.transport import ControlClient
-from bridge.errors import (
-    EXIT_CANCELLED,
-    EXIT_DENIED,
-    EXIT_EXPIRED,
-    EXIT_FAILED,
-    EXIT_OK,
-    BridgeError,
-    DaemonUnavailable,
-    UsageError,
-)
+from bridge.errors import EXIT_FOR_STATUS, BridgeError, DaemonUnavailable, ExitCode, UsageError
 from bridge.paths import default_paths
 
-EXIT_FOR_STATUS = {
-    "succeeded": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "denied": EXIT_DENIED,
-    "expired": EXIT_EXPIRED,
-    "cancelled": EXIT_CANCELLED,
-}
 LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost"}
 # The long-poll's slice while a live status line is shown (it ticks once a second).
 TICK_SECONDS = 1.0
 # How long past the TTL to wait for the daemon's own word that the login expired.
 EXPIRY_MARGIN = 2.0
-
-
-def say(message: str) -> None:
-    """Write a line for people: stderr, so stdout stays for --json."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def state_from_auth_url(auth_url: str) -> tuple[str, str | None]:
@@ -127,7 +107,7 @@ def run_expect(args: argparse.Namespace) -> int:
 
     if not args.wait:
         print(json.dumps(login) if args.json else login["id"], flush=True)
-        return EXIT_OK
+        return ExitCode.OK
     return wait_for_outcome(client, login, timeout=args.timeout, as_json=args.json)
 
 
@@ -198,7 +178,7 @@ def wait_for_outcome(
         say(f"Cancelled the {login['provider_id']} login.")
         if as_json:
             print(json.dumps(login), flush=True)
-        return EXIT_CANCELLED
+        return ExitCode.CANCELLED
 
 
 def _finished(login: dict[str, Any], as_json: bool, live: bool) -> int:
@@ -232,7 +212,7 @@ def _timed_out(login: dict[str, Any], timeout: float | None, as_json: bool, live
     )
     if as_json:
         print(json.dumps(login), flush=True)
-    return EXIT_EXPIRED
+    return ExitCode.EXPIRED
 
 
 def _status_line(login: dict[str, Any], expires: float) -> None:

@@ -21,13 +21,12 @@ from urllib.parse import urljoin, urlsplit
 
 from bridge.client.autostart import ensure_daemon
 from bridge.client.expect import (
-    EXIT_FOR_STATUS,
     check_redirect_uri,
     open_browser,
     state_from_auth_url,
 )
 from bridge.client.transport import ControlClient
-from bridge.errors import EXIT_FAILED, BridgeError
+from bridge.errors import EXIT_FOR_STATUS, BridgeError, ExitCode
 from bridge.paths import Paths
 
 
@@ -173,7 +172,7 @@ def _flow(
         "--wait --json\nThe README's section for desktop tool authors shows it in shell, "
         "Python and Node."
     )
-    return EXIT_FOR_STATUS.get(status_, EXIT_FAILED)
+    return EXIT_FOR_STATUS.get(status_, ExitCode.FAILED)
 
 
 def _play_browser(

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bridge.errors import ExitCode
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["add_arguments", "run", "unit_dir", "user_namespace_problem"]
+__all__ = ["run", "unit_dir", "user_namespace_problem"]
 
 SERVICE = "oauth-bridge.service"
 SOCKETS = ("oauth-bridge.socket", "oauth-bridge-control.socket")
@@ -34,44 +36,6 @@ _ENABLE_LINKS = {
 _PLACEHOLDER = "@EXECSTART@"
 _MARKER = "# Written by `oauth-bridge install-service` (sha256 "
 _MARKER_NOTE = "# It refuses to overwrite or remove this file once edited, unless given --force.\n"
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of `install-service` to its subcommand parser."""
-    parser.add_argument(
-        "--socket",
-        action="store_true",
-        help="also install the socket units: systemd listens, and starts the daemon on demand",
-    )
-    parser.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="also install the namespace sandbox drop-in (needs unprivileged user namespaces)",
-    )
-    parser.add_argument(
-        "--enable",
-        action="store_true",
-        help="run the systemctl commands instead of printing them",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="write nothing; print each unit file to stdout",
-    )
-    parser.add_argument(
-        "--uninstall",
-        action="store_true",
-        help="remove the unit files this command installed",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite or remove unit files even when they were edited",
-    )
 
 
 def unit_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -239,19 +203,19 @@ def _format(command: Sequence[str]) -> str:
     return shlex.join(command)
 
 
-def _run_commands(commands: Sequence[Sequence[str]], out: TextIO, err: TextIO) -> int:
+def _run_commands(commands: Sequence[Sequence[str]], out: TextIO, err: TextIO) -> ExitCode:
     if shutil.which("systemctl") is None:
         print("systemctl is not on PATH; run these yourself:", file=err)
         for command in commands:
             print(f"  {_format(command)}", file=err)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     for command in commands:
         print(f"$ {_format(command)}", file=out, flush=True)
         result = subprocess.run(list(command), check=False)
         if result.returncode != 0:
             print(f"failed (exit {result.returncode}): {_format(command)}", file=err)
-            return EXIT_FAILED
-    return EXIT_OK
+            return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def _print_linger_hint(out: TextIO) -> None:
@@ -287,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         problem = user_namespace_problem()
         if problem is not None:
             print(_SANDBOX_REFUSAL.format(problem=problem), file=err)
-            return EXIT_REFUSED
+            return ExitCode.USAGE
         if any(Path(sys.executable).is_relative_to(hidden) for hidden in _PRIVATE_TMP_DIRS):
             print(
                 f"warning: {sys.executable} is under a temporary directory, which the\n"
@@ -296,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if "\n" in sys.executable:
         print("Refusing: the interpreter's path contains a newline.", file=err)
-        return EXIT_REFUSED
+        return ExitCode.USAGE
 
     directory = unit_dir()
     changes = [_Change(directory / name, render(name), _read(directory / name)) for name in names]
@@ -305,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         for change in changes:
             print(f"# {change.path}", file=out)
             print(change.content, file=out)
-        return EXIT_OK
+        return ExitCode.OK
 
     blocked = [change for change in changes if change.blocked]
     if blocked and not args.force:
@@ -313,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Refusing to overwrite {change.path}: it differs from what", file=err)
             print("this command would write (edited, or not written by it).", file=err)
         print("Compare with --dry-run, then pass --force to replace it.", file=err)
-        return EXIT_REFUSED
+        return ExitCode.USAGE
 
     for change in changes:
         if change.unchanged:
@@ -334,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         print("Now run:", file=out)
         for command in commands:
             print(f"  {_format(command)}", file=out)
-        status = EXIT_OK
+        status = ExitCode.OK
     _print_linger_hint(out)
     return status
 
@@ -351,7 +315,7 @@ def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for path in blocked:
             print(f"Refusing to remove {path}: it was edited, or not written by", file=err)
             print("`oauth-bridge install-service`. Pass --force to remove it anyway.", file=err)
-        return EXIT_REFUSED
+        return ExitCode.USAGE
 
     links = [
         link
@@ -361,10 +325,10 @@ def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.dry_run:
         for path in [*(path for path, _ in present), *links]:
             print(f"would remove: {path}", file=out)
-        return EXIT_OK
+        return ExitCode.OK
 
     units = [*SOCKETS, SERVICE]
-    status = EXIT_OK
+    status = ExitCode.OK
     if args.enable:
         # Disable while the unit files still exist: systemctl reads [Install].
         status = _run_commands([_systemctl("disable", "--now", *units)], out, err)
@@ -380,7 +344,7 @@ def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stop = _systemctl("stop", *units)
     reload = _systemctl("daemon-reload")
     if args.enable:
-        if status == EXIT_OK:
+        if status == ExitCode.OK:
             status = _run_commands([reload], out, err)
     else:
         print("Now run:", file=out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -10,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.cli import build_parser
 from bridge.service import install as install_service
 from bridge.service.install import (
     SANDBOX,
     SERVICE,
     SOCKETS,
-    add_arguments,
     render,
     run,
     user_namespace_problem,
@@ -62,9 +61,8 @@ def userns_ok(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def install(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="oauth-bridge install-service")
-    add_arguments(parser)
-    return run(parser.parse_args(list(argv)))
+    parser = build_parser("install-service")
+    return run(parser.parse_args(["install-service", *argv]))
 
 
 def analyze(*argv: str) -> subprocess.CompletedProcess[str]:
