@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from multidict import MultiMapping
 
-from bridge.daemon.forward import ControlPlane
+from bridge.daemon.control_plane import ControlPlane
+from bridge.daemon.forward import forward
 from bridge.daemon.logins import Logins
 from bridge.daemon.model import FailureCode, Login, Outcome, Status, interrupted
 
@@ -169,7 +170,9 @@ async def _forward(
     logins: Logins, control_plane: ControlPlane, *, login: Login, code: str, state: str
 ) -> None:
     try:
-        outcome = await control_plane.forward(provider_id=login.provider_id, code=code, state=state)
+        outcome = await forward(
+            control_plane, provider_id=login.provider_id, code=code, state=state
+        )
     except asyncio.CancelledError:
         logins.finish(login.id, interrupted(), current=Status.FORWARDING)
         raise

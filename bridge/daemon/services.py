@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge.daemon.config import Config
-from bridge.daemon.forward import ControlPlane
+from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.logins import Logins
 from bridge.daemon.store import LoginStore
 from bridge.errors import UsageError

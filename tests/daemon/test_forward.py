@@ -155,11 +155,11 @@ async def test_a_connect_failure_then_success_is_retried(
                 refused.set()
 
     handler = OnRefused()
-    logging.getLogger("bridge.daemon.forward").addHandler(handler)
+    logging.getLogger("bridge.daemon.control_plane").addHandler(handler)
     hit = asyncio.create_task(running.hit("code=c&state=st-late"))
     # The control plane comes up only after the first attempt was refused.
     await asyncio.wait_for(refused.wait(), 5)
-    logging.getLogger("bridge.daemon.forward").removeHandler(handler)
+    logging.getLogger("bridge.daemon.control_plane").removeHandler(handler)
     late = ControlPlaneDouble()
     await late.start_on(port)
     try:
