@@ -1,12 +1,22 @@
-"""A control-plane double: a real aiohttp app implementing POST /v2/auth/callback/{provider_id}."""
+"""A control-plane double: a real aiohttp app with the callback and the Auth Service v2.
+
+It behaves as the control plane's published API says: ``authenticate`` starts an auth
+request (its URL names our redirect_uri when the provider allows it, else the hosted
+page), ``wait`` is a real long-poll, the callback claims a request only with the same
+credentials that started it, the hosted page finishes a flow itself, and providers
+can be read and patched.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -39,6 +49,28 @@ class Script:
     split_body: bool = False
 
 
+@dataclass
+class AuthRequest:
+    """One auth request, as the Auth Service keeps it."""
+
+    auth_id: str
+    provider_id: str
+    user_id: str | None
+    state: str
+    credentials: tuple[str | None, ...]
+    redirect_uri: str
+    status: str = "pending"  # pending, completed, gone
+    token: str | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settle(self, status: str, token: str | None = None) -> None:
+        self.status, self.token = status, token
+        self.changed.set()
+
+
+DISABLED = "LangChain Agent Auth is not enabled for this organization"
+
+
 class ControlPlaneDouble:
     """Records every call, checks the auth headers, validates the body like FastAPI."""
 
@@ -58,17 +90,200 @@ class ControlPlaneDouble:
         self.release = asyncio.Event()  # set to let a hanging answer go
         self.runner: web.AppRunner | None = None
         self.url = ""
+        # The Auth Service v2.
+        self.auth_calls: list[Call] = []  # authenticate, wait, providers: not the callback
+        self.auth_requests: dict[str, AuthRequest] = {}
+        self.tokens: dict[tuple[str, str | None], str] = {}  # (provider, user_id): connected
+        self.agent_auth_enabled = True
+        self.authenticate_answers: list[tuple[int, Any]] = []  # scripted answers, popped
+        self.waits_in_flight = 0
+        self.most_waits_in_flight = 0
+        self.providers: dict[str, dict[str, Any]] = {
+            "github": {
+                "provider_id": "github",
+                "name": "GitHub",
+                "client_id": "github-client-id",
+                "auth_url": "https://github.invalid/login/oauth/authorize",
+                "token_url": "https://github.invalid/login/oauth/access_token",
+                "uses_pkce": False,
+                "allowed_redirect_uris": [],
+                "default_redirect_uri": None,
+            }
+        }
+        self._ids = itertools.count(1)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v2/auth/callback/{provider_id}", self.callback)
+        app.router.add_post("/v2/auth/authenticate", self.authenticate)
+        app.router.add_get("/v2/auth/wait/{auth_id}", self.wait)
+        app.router.add_get("/v2/auth/providers/{provider_id}", self.get_provider)
+        app.router.add_patch("/v2/auth/providers/{provider_id}", self.patch_provider)
+        app.router.add_get("/host-oauth-callback/{provider_id}", self.hosted_page)
         return app
+
+    # -- the Auth Service v2 ----------------------------------------------------------
+
+    def allow(self, provider_id: str, redirect_uri: str) -> None:
+        """List ``redirect_uri`` in the provider's allowed_redirect_uris (as an admin would)."""
+        self.providers[provider_id]["allowed_redirect_uris"].append(redirect_uri)
+
+    def request_for(self, auth_url: str) -> AuthRequest:
+        """Return the auth request behind an authorization URL."""
+        from urllib.parse import parse_qs, urlsplit
+
+        state = parse_qs(urlsplit(auth_url).query)["state"][0]
+        return next(r for r in self.auth_requests.values() if r.state == state)
+
+    def forget(self, auth_id: str) -> None:
+        """Let an auth request lapse: its wait answers not_found from now on."""
+        self.auth_requests[auth_id].settle("gone")
+
+    def _record(self, request: web.Request, body: Any = None) -> None:
+        self.auth_calls.append(
+            Call(
+                provider_id=request.match_info.get("provider_id", ""),
+                host=request.host,
+                raw_path=request.raw_path,
+                headers=dict(request.headers),
+                body=body,
+            )
+        )
+
+    def _caller(self, request: web.Request) -> tuple[str | None, ...]:
+        return tuple(request.headers.get(k) for k in ("X-Api-Key", "X-Tenant-Id", "Authorization"))
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        if not self._authorized(request):
+            return web.json_response({"detail": "Not authenticated"}, status=401)
+        if not self.agent_auth_enabled:
+            return web.json_response({"detail": DISABLED}, status=403)
+        return None
+
+    async def authenticate(self, request: web.Request) -> web.Response:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = None
+        self._record(request, body)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        if self.authenticate_answers:
+            status, answer = self.authenticate_answers.pop(0)
+            return web.json_response(answer, status=status)
+        problems = [
+            {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": body}
+            for name in ("provider", "scopes")
+            if not isinstance(body, dict) or name not in body
+        ]
+        if problems:
+            return web.json_response({"detail": problems}, status=422)
+        provider = self.providers.get(body["provider"])
+        if provider is None:
+            return web.json_response({"detail": "Provider not found"}, status=404)
+        user_id = body.get("user_id")
+        auth_id = f"auth-{next(self._ids)}"
+        token = self.tokens.get((provider["provider_id"], user_id))
+        if token is not None and not body.get("force_new"):
+            return web.json_response(
+                {"status": "completed", "auth_id": auth_id, "token": token, "user_id": user_id}
+            )
+        asked = body.get("redirect_uri")
+        redirect_uri = (
+            asked
+            if asked in provider["allowed_redirect_uris"]
+            else f"{self.url}/host-oauth-callback/{provider['provider_id']}"
+        )
+        state = f"{auth_id}.{secrets.token_urlsafe(16)}"
+        self.auth_requests[auth_id] = AuthRequest(
+            auth_id=auth_id,
+            provider_id=provider["provider_id"],
+            user_id=user_id,
+            state=state,
+            credentials=self._caller(request),
+            redirect_uri=redirect_uri,
+        )
+        query = urlencode(
+            {
+                "client_id": provider["client_id"],
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "scope": " ".join(body["scopes"]),
+                "response_type": "code",
+            }
+        )
+        return web.json_response(
+            {"status": "pending", "url": f"{provider['auth_url']}?{query}", "auth_id": auth_id}
+        )
+
+    async def wait(self, request: web.Request) -> web.Response:
+        self._record(request)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        timeout = float(request.query.get("timeout", "30"))
+        auth = self.auth_requests.get(request.match_info["auth_id"])
+        self.waits_in_flight += 1
+        self.most_waits_in_flight = max(self.most_waits_in_flight, self.waits_in_flight)
+        try:
+            if auth is not None and auth.status == "pending":
+                auth.changed.clear()
+                try:
+                    await asyncio.wait_for(auth.changed.wait(), timeout)
+                except TimeoutError:
+                    return web.json_response({"status": "timeout", "token": None})
+        finally:
+            self.waits_in_flight -= 1
+        if auth is None or auth.status == "gone":
+            return web.json_response({"status": "not_found", "token": None})
+        return web.json_response({"status": auth.status, "token": auth.token})
+
+    async def get_provider(self, request: web.Request) -> web.Response:
+        self._record(request)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        provider = self.providers.get(request.match_info["provider_id"])
+        if provider is None:
+            return web.json_response({"detail": "Provider not found"}, status=404)
+        return web.json_response(provider)
+
+    async def patch_provider(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record(request, body)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        provider = self.providers.get(request.match_info["provider_id"])
+        if provider is None:
+            return web.json_response({"detail": "Provider not found"}, status=404)
+        provider.update({k: v for k, v in body.items() if k in provider})
+        return web.json_response(provider)
+
+    async def hosted_page(self, request: web.Request) -> web.Response:
+        """LangSmith's own callback page: it finishes the flow itself, for the user's browser."""
+        state = request.query.get("state", "")
+        auth = next((r for r in self.auth_requests.values() if r.state == state), None)
+        if auth is None or auth.status != "pending":
+            return web.Response(status=400, text="This sign-in link is no longer valid.")
+        self._complete(auth)
+        return web.Response(text="<h1>Connected</h1>", content_type="text/html")
+
+    def _complete(self, auth: AuthRequest) -> None:
+        token = f"token-{auth.provider_id}-{secrets.token_hex(8)}"
+        self.tokens[(auth.provider_id, auth.user_id)] = token
+        auth.settle("completed", token)
 
     async def start(self) -> None:
         await self.start_on(0)
 
     async def start_on(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        # handler_cancellation: a long-poll the daemon gives up on ends here too, as a
+        # real server sees a closed connection.
+        runner = web.AppRunner(
+            self.app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
         try:
@@ -121,6 +336,14 @@ class ControlPlaneDouble:
         problems = validation_problems(body)
         if problems:
             return web.json_response({"detail": problems}, status=422)
+        auth = next((r for r in self.auth_requests.values() if r.state == body["state"]), None)
+        if auth is not None:
+            # It claims the request only for the user who started it.
+            if auth.credentials != self._caller(request):
+                return web.json_response({"detail": "Auth request not found"}, status=404)
+            if auth.status != "pending":
+                return web.json_response({"detail": "Auth request already claimed"}, status=400)
+            self._complete(auth)
         body = json.dumps({"connected": True, "provider_id": request.match_info["provider_id"]})
         if self.script.split_body:
             response = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -94,6 +94,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     outcome = await handle_callback(
         logins=bridge.logins,
         control_plane=bridge.control_plane,
+        agent_auth=bridge.agent_auth,
         provider_id=request.match_info["provider_id"],
         params=params,
         wait_seconds=bridge.callback_wait_seconds,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from multidict import MultiMapping
 
+from bridge.daemon.agent_auth import AgentAuth
 from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.forward import forward
 from bridge.daemon.logins import Logins
@@ -67,6 +68,7 @@ async def handle_callback(
     *,
     logins: Logins,
     control_plane: ControlPlane,
+    agent_auth: AgentAuth,
     provider_id: str,
     params: MultiMapping[str],
     wait_seconds: float,
@@ -107,7 +109,7 @@ async def handle_callback(
         elif logins.begin_forward(login.id):
             log.info("login %s forwarding to the control plane", login.id)
             task = logins.track_forward(
-                _forward(logins, control_plane, login=login, code=code, state=state)
+                _forward(logins, control_plane, agent_auth, login=login, code=code, state=state)
             )
             # shield: if this handler is cancelled (shutdown, or a server that cancels
             # handlers of closed connections), the forward still runs to its end.
@@ -167,12 +169,20 @@ def _issuer_mismatch(message: str) -> Outcome:
 
 
 async def _forward(
-    logins: Logins, control_plane: ControlPlane, *, login: Login, code: str, state: str
+    logins: Logins,
+    control_plane: ControlPlane,
+    agent_auth: AgentAuth,
+    *,
+    login: Login,
+    code: str,
+    state: str,
 ) -> None:
     try:
         outcome = await forward(
             control_plane, provider_id=login.provider_id, code=code, state=state
         )
+        if login.auth_id is not None:
+            outcome = await agent_auth.settle(login, outcome)
     except asyncio.CancelledError:
         logins.finish(login.id, interrupted(), current=Status.FORWARDING)
         raise

@@ -101,6 +101,8 @@ class Credentials:
     api_key: str | None = field(default=None, repr=False)
     bearer_token: str | None = field(default=None, repr=False)
     workspace_id: str | None = None
+    # Where each came from ("environment", "file", "config") or None: never a value.
+    sources: dict[str, str | None] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
         return [s for s in (self.api_key, self.bearer_token) if s]
@@ -147,11 +149,24 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, config_file)) from None
 
+    api_key, api_key_from = _secret(
+        env.get(API_KEY_ENV), settings.api_key_file, "api_key_file", source
+    )
+    bearer, bearer_from = _secret(
+        env.get(BEARER_TOKEN_ENV), settings.bearer_token_file, "bearer_token_file", source
+    )
+    workspace_from = None
+    if settings.workspace_id is not None:
+        workspace_from = "environment" if env.get(ENVIRONMENT["workspace_id"]) else "config"
     credentials = Credentials(
-        api_key=env.get(API_KEY_ENV) or _read_secret(settings.api_key_file, "api_key_file", source),
-        bearer_token=env.get(BEARER_TOKEN_ENV)
-        or _read_secret(settings.bearer_token_file, "bearer_token_file", source),
+        api_key=api_key,
+        bearer_token=bearer,
         workspace_id=settings.workspace_id,
+        sources={
+            "api_key": api_key_from,
+            "bearer_token": bearer_from,
+            "workspace_id": workspace_from,
+        },
     )
     return Config(settings=settings, credentials=credentials, source=source)
 
@@ -166,6 +181,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _secret(
+    from_env: str | None, path: Path | None, key: str, source: Path | None
+) -> tuple[str | None, str | None]:
+    """Return a secret and where it came from: the environment first, then its file."""
+    if from_env:
+        return from_env, "environment"
+    secret = _read_secret(path, key, source)
+    return secret, None if secret is None else "file"
 
 
 def _read_secret(path: Path | None, key: str, source: Path | None) -> str | None:

@@ -7,53 +7,28 @@ import os
 import socket
 import struct
 import time
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from bridge import __version__
+from bridge.daemon import auth_service
+from bridge.daemon.auth_service import CallFailed
 from bridge.daemon.callback import handle_callback
+from bridge.daemon.control_schema import (
+    AgentAuthLoginRequest,
+    AllowLoopbackRequest,
+    CallbackRequest,
+    LoginRequest,
+)
 from bridge.daemon.model import Login, Outcome, Status, rfc3339
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached
 
 MAX_WAIT_SECONDS = 300.0
-DEFAULT_TTL_SECONDS = 600
-MAX_TTL_SECONDS = 3600
-
-
-class LoginRequest(BaseModel):
-    """The body of ``POST /v1/logins``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider_id: Annotated[str, Field(min_length=1, max_length=200)]
-    state: Annotated[str, Field(min_length=1, max_length=4096)]
-    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
-    expected_issuer: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    require_issuer: bool = False
-
-    @field_validator("provider_id")
-    @classmethod
-    def _one_segment(cls, value: str) -> str:
-        # It becomes one path segment of the callback URL and of the forward.
-        if "/" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise ValueError("must not contain '/' or control characters")
-        if value in (".", ".."):
-            # A URL path normalises these away: no redirect could ever come back to them.
-            raise ValueError("must not be '.' or '..'")
-        return value
-
-
-class CallbackRequest(BaseModel):
-    """The body of ``POST /v1/callbacks``: the address the browser ended on."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: Annotated[str, Field(min_length=1, max_length=16384)]
 
 
 def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
@@ -82,7 +57,11 @@ M = TypeVar("M", bound=BaseModel)
 
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Validate a JSON body, or answer 422 with pydantic's errors as ``detail``."""
-    raw = await request.read()
+    return parse_body(await request.read(), model)
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """Validate ``raw`` as ``model``, or raise a 422 with pydantic's errors as ``detail``."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -115,7 +94,10 @@ def find(bridge: Services, request: web.Request) -> Login:
 
 async def register(request: web.Request) -> web.Response:
     bridge = services(request.app)
-    body = await read_body(request, LoginRequest)
+    raw = await request.read()
+    if _names_scopes(raw):
+        return await start_agent_auth(bridge, parse_body(raw, AgentAuthLoginRequest))
+    body = parse_body(raw, LoginRequest)
     try:
         login = bridge.logins.register(
             provider_id=body.provider_id,
@@ -128,13 +110,85 @@ async def register(request: web.Request) -> web.Response:
     except DuplicateState:
         return problem(409, "conflict", "this state is already registered")
     except PendingLimitReached:
-        return problem(
-            503,
-            "too_many_pending",
-            f"{bridge.config.settings.pending_limit} logins are already pending; "
-            "finish or cancel some first",
-        )
+        return too_many_pending(bridge)
     return web.json_response(login.to_json(), status=201)
+
+
+def too_many_pending(bridge: Services) -> web.Response:
+    return problem(
+        503,
+        "too_many_pending",
+        f"{bridge.config.settings.pending_limit} logins are already pending; "
+        "finish or cancel some first",
+    )
+
+
+def _names_scopes(raw: bytes) -> bool:
+    """Say whether a registration is an Agent Auth one (``scopes`` instead of ``state``)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "scopes" in body
+
+
+async def start_agent_auth(bridge: Services, body: AgentAuthLoginRequest) -> web.Response:
+    """Have the control plane start the login; register it, or answer 502 and register nothing."""
+    if bridge.logins.store.pending_count >= bridge.config.settings.pending_limit:
+        return too_many_pending(bridge)  # before asking: an auth request must not be orphaned
+    try:
+        login, auth_url = await bridge.agent_auth.start(
+            provider_id=body.provider_id,
+            scopes=body.scopes,
+            ttl_seconds=body.ttl_seconds,
+            user_id=body.user_id,
+            agent_id=body.agent_id,
+            force_new=body.force_new,
+        )
+    except CallFailed as exc:
+        return web.json_response(exc.to_json(), status=502)
+    except DuplicateState:
+        return problem(
+            502,
+            "control_plane_error",
+            "The control plane answered with a state that is already registered.",
+        )
+    except PendingLimitReached:
+        return too_many_pending(bridge)
+    created = login.to_json()
+    if auth_url is not None:
+        created["auth_url"] = auth_url  # here only: no other answer, page or log has it
+    return web.json_response(created, status=201)
+
+
+async def allow_loopback(request: web.Request) -> web.Response:
+    """Add this daemon's callback to a provider's allowed redirect URIs on the control plane."""
+    bridge = services(request.app)
+    provider_id = request.match_info["provider_id"]
+    body = await read_body(request, AllowLoopbackRequest)
+    redirect_uri = bridge.redirect_uri(provider_id)
+    try:
+        provider = await auth_service.get_provider(bridge.control_plane, provider_id)
+        allowed = list(provider.allowed_redirect_uris or [])
+        changed = redirect_uri not in allowed
+        if changed:
+            allowed.append(redirect_uri)
+            if not body.dry_run:
+                provider = await auth_service.set_redirect_uris(
+                    bridge.control_plane, provider_id, allowed
+                )
+                allowed = list(provider.allowed_redirect_uris or allowed)
+    except CallFailed as exc:
+        return web.json_response(exc.to_json(), status=502)
+    return web.json_response(
+        {
+            "provider_id": provider_id,
+            "redirect_uri": redirect_uri,
+            "allowed_redirect_uris": allowed,
+            "changed": changed,
+            "dry_run": body.dry_run,
+        }
+    )
 
 
 async def show(request: web.Request) -> web.Response:
@@ -201,6 +255,7 @@ async def complete(request: web.Request) -> web.Response:
     outcome = await handle_callback(
         logins=bridge.logins,
         control_plane=bridge.control_plane,
+        agent_auth=bridge.agent_auth,
         provider_id=parts[2],
         params=url.query,
         wait_seconds=bridge.callback_wait_seconds,
@@ -228,6 +283,8 @@ async def status(request: web.Request) -> web.Response:
             "uptime_seconds": round(now - bridge.started_at, 3),
             "pending": bridge.logins.store.pending_count,
             "control_plane_url": str(bridge.config.settings.control_plane_url),
+            "credentials": bridge.config.credentials.sources,
+            "log": bridge.log_location,
             "recent_logins": [login.to_json() for login in bridge.logins.store.recent(10)],
         }
     )
@@ -248,4 +305,5 @@ def create_control_app(bridge: Services) -> web.Application:
     app.router.add_delete("/v1/logins/{login_id}", cancel)
     app.router.add_post("/v1/callbacks", complete)
     app.router.add_get("/v1/status", status)
+    app.router.add_post("/v1/providers/{provider_id}/allow-loopback", allow_loopback)
     return app

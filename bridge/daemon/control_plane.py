@@ -85,6 +85,11 @@ class ControlPlane:
             else:
                 self.headers["Proxy-Authorization"] = proxy_auth.encode()
 
+    @property
+    def request_timeout(self) -> float:
+        """The session's bound on one request, beyond which an answer is given up."""
+        return self.session.timeout.total or 30.0
+
     def url(self, *segments: str) -> URL:
         """Join path segments to the base URL; each is percent-encoded as one segment."""
         url = self.base_url

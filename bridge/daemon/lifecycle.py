@@ -142,6 +142,7 @@ class Daemon:
         settings = self.config.settings
         async with open_services(self.config, self.paths) as bridge:
             bridge.bound(hosts=listeners.hosts, port=listeners.port)
+            bridge.agent_auth.resume()
             runners = [
                 web.AppRunner(
                     create_browser_app(bridge),

@@ -53,14 +53,34 @@ class Logins:
 
     # -- changing -----------------------------------------------------------------
 
-    def register(self, **fields: Any) -> Login:
+    def register(
+        self,
+        *,
+        provider_id: str,
+        state: str,
+        redirect_uri: str,
+        ttl_seconds: float,
+        expected_issuer: str | None = None,
+        require_issuer: bool = False,
+        auth_id: str | None = None,
+    ) -> Login:
         if self._timer_at is not None and self._timer_at <= self.clock():
             self.expire_due()  # the timer is due but has not run yet: free expired places
-        login = self.store.register(now=self.clock(), **fields)
+        login = self.store.register(
+            provider_id=provider_id,
+            state=state,
+            redirect_uri=redirect_uri,
+            now=self.clock(),
+            ttl_seconds=ttl_seconds,
+            expected_issuer=expected_issuer,
+            require_issuer=require_issuer,
+            auth_id=auth_id,
+        )
         log.info(
-            "login %s registered for %s, pending for %.0fs",
+            "login %s registered for %s%s, pending for %.0fs",
             login.id,
             login.provider_id,
+            " (Agent Auth)" if auth_id is not None else "",
             login.expires_at - login.created_at,
         )
         self._schedule(login.expires_at)

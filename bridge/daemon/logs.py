@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -67,3 +68,16 @@ def configure(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def log_location() -> str:
+    """Say where this daemon's log lines go, for ``status``: the journal, a file, or a terminal."""
+    if os.environ.get("JOURNAL_STREAM"):
+        return "the journal: journalctl --user -u oauth-bridge"
+    try:
+        target = os.readlink("/proc/self/fd/2")
+    except OSError:
+        return "stderr"
+    if target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
+        return target
+    return "stderr"

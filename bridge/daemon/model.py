@@ -63,6 +63,8 @@ class Login:
     expected_issuer: str | None = None
     require_issuer: bool = False
     result: dict[str, JSON] | None = None
+    # Agent Auth: the control plane's id of this login's auth request (never a secret).
+    auth_id: str | None = None
 
     def to_json(self) -> dict[str, JSON]:
         """Render the contract's login object: never the state, never the code."""

@@ -14,9 +14,11 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from aiohttp import web
 
+from bridge.daemon.agent_auth import AgentAuth
 from bridge.daemon.config import Config
 from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.logins import Logins
+from bridge.daemon.logs import log_location
 from bridge.daemon.store import LoginStore
 from bridge.errors import UsageError
 from bridge.paths import Paths
@@ -32,11 +34,13 @@ class Services:
     paths: Paths
     logins: Logins
     control_plane: ControlPlane
+    agent_auth: AgentAuth
     started_at: float = field(default_factory=time.time)
     url: str = ""  # http://127.0.0.1:PORT, once bound
     allowed_hosts: frozenset[str] = frozenset()
     # Monotonic time of the last request on either listener, for the idle exit.
     last_activity: float = field(default_factory=time.monotonic)
+    log_location: str = field(default_factory=log_location)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -54,9 +58,12 @@ class Services:
 
     @property
     def callback_wait_seconds(self) -> float:
-        """Bound a callback's wait for its forward by the forward's own worst case."""
+        """Bound a callback's wait for its forward by the forward's own worst case.
+
+        An Agent Auth login may wait as long again for the control plane's confirmation.
+        """
         settings = self.config.settings
-        return settings.forward_deadline_seconds + settings.request_timeout_seconds
+        return 2 * settings.forward_deadline_seconds + settings.request_timeout_seconds
 
 
 def _authority(host: str) -> str:
@@ -122,11 +129,23 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
                 proxy=proxy_for(str(settings.control_plane_url)),
             )
             logins.start()
+            bridge: Services
+
+            def redirect_uri(provider_id: str) -> str:
+                return bridge.redirect_uri(provider_id)
+
+            agent_auth = AgentAuth(logins, control_plane, redirect_uri=redirect_uri)
+            bridge = Services(
+                config=config,
+                paths=paths,
+                logins=logins,
+                control_plane=control_plane,
+                agent_auth=agent_auth,
+            )
             try:
-                yield Services(
-                    config=config, paths=paths, logins=logins, control_plane=control_plane
-                )
+                yield bridge
             finally:
+                await agent_auth.close()
                 logins.stop()
     finally:
         store.close()

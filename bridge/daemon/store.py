@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS logins (
     expected_issuer TEXT,
     require_issuer INTEGER NOT NULL DEFAULT 0,
     result TEXT,
-    discard_at REAL
+    discard_at REAL,
+    auth_id TEXT
 );
 CREATE INDEX IF NOT EXISTS logins_pending_expiry ON logins (expires_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS logins_discard ON logins (discard_at) WHERE discard_at IS NOT NULL;
@@ -31,7 +32,7 @@ CREATE INDEX IF NOT EXISTS logins_in_flight ON logins (status) WHERE status = 'f
 
 COLUMNS = (
     "id, provider_id, status, redirect_uri, created_at, expires_at,"
-    " expected_issuer, require_issuer, result"
+    " expected_issuer, require_issuer, result, auth_id"
 )
 
 
@@ -41,6 +42,14 @@ class DuplicateState(Exception):
 
 class PendingLimitReached(Exception):
     """As many logins are pending as the daemon accepts."""
+
+
+def new_login_id() -> str:
+    """Return a fresh login id that never starts with '-': it is a CLI argument too."""
+    while True:
+        login_id = secrets.token_urlsafe(12)
+        if not login_id.startswith("-"):
+            return login_id
 
 
 def state_hash(state: str) -> bytes:
@@ -63,6 +72,9 @@ class LoginStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(logins)")}
+        if "auth_id" not in columns:  # a store from before Agent Auth
+            self._db.execute("ALTER TABLE logins ADD COLUMN auth_id TEXT")
         self._answers: dict[str, dict[str, JSON]] = {}
         # Every state hash in the table: a stray or forged callback is refused without
         # a query, which is most of the cost of a flood of them.
@@ -97,14 +109,15 @@ class LoginStore:
         redirect_uri: str,
         now: float,
         ttl_seconds: float,
-        expected_issuer: str | None,
-        require_issuer: bool,
+        expected_issuer: str | None = None,
+        require_issuer: bool = False,
+        auth_id: str | None = None,
     ) -> Login:
         if self._pending >= self.pending_limit:
             raise PendingLimitReached
         digest = state_hash(state)
         login = Login(
-            id=secrets.token_urlsafe(12),
+            id=new_login_id(),
             provider_id=provider_id,
             status=Status.PENDING,
             redirect_uri=redirect_uri,
@@ -112,12 +125,13 @@ class LoginStore:
             expires_at=now + ttl_seconds,
             expected_issuer=expected_issuer,
             require_issuer=require_issuer,
+            auth_id=auth_id,
         )
         try:
             self._db.execute(
                 "INSERT INTO logins (id, state_hash, provider_id, status, redirect_uri,"
-                " created_at, expires_at, expected_issuer, require_issuer)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                " created_at, expires_at, expected_issuer, require_issuer, auth_id)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 (
                     login.id,
                     digest,
@@ -127,6 +141,7 @@ class LoginStore:
                     login.expires_at,
                     expected_issuer,
                     require_issuer,
+                    auth_id,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -147,6 +162,13 @@ class LoginStore:
             f"SELECT {COLUMNS} FROM logins WHERE state_hash = ?", (digest,)
         ).fetchone()
         return None if row is None else self._login(row)
+
+    def waiting_on_agent_auth(self) -> list[Login]:
+        """Return the pending logins whose outcome the control plane's wait endpoint tells."""
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM logins WHERE status = 'pending' AND auth_id IS NOT NULL"
+        ).fetchall()
+        return [self._login(row) for row in rows]
 
     def all(self) -> list[Login]:
         rows = self._db.execute(f"SELECT {COLUMNS} FROM logins ORDER BY created_at").fetchall()
@@ -238,14 +260,17 @@ class LoginStore:
             expected_issuer,
             require_issuer,
             result,
+            auth_id,
         ) = row
         assert isinstance(login_id, str)
         stored = json.loads(result) if isinstance(result, str) else None
         if stored is not None:
             stored.update(self._answers.get(login_id, {}))
             if Status(str(status)) is Status.SUCCEEDED:
-                # The body is held in memory only: after a restart it reads null.
+                # The body and the token are held in memory only: after a restart, null.
                 stored.setdefault("control_plane_body", None)
+                if auth_id is not None:
+                    stored.setdefault("token", None)
         return Login(
             id=login_id,
             provider_id=str(provider_id),
@@ -256,4 +281,5 @@ class LoginStore:
             expected_issuer=None if expected_issuer is None else str(expected_issuer),
             require_issuer=bool(require_issuer),
             result=stored,
+            auth_id=None if auth_id is None else str(auth_id),
         )
