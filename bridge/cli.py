@@ -67,11 +67,16 @@ def _expect_arguments(expect: argparse.ArgumentParser) -> None:
         help="provider id, as in /v2/auth/callback/{provider_id}",
     )
     which = expect.add_mutually_exclusive_group(required=True)
-    which.add_argument("--state", metavar="S", help="the state the control plane made")
     which.add_argument(
         "--auth-url",
-        metavar="URL",
-        help="the authorization URL: its state is taken, its redirect_uri checked",
+        metavar="URL|-",
+        help="the authorization URL: its state is taken, its redirect_uri checked; '-' reads "
+        "it from standard input (do that: a command line is readable by every local user)",
+    )
+    which.add_argument(
+        "--state",
+        metavar="S|-",
+        help="the state the control plane made; '-' reads it from standard input",
     )
     expect.add_argument(
         "--ttl",
@@ -113,8 +118,76 @@ def _cancel_arguments(cancel: argparse.ArgumentParser) -> None:
 
 
 def _complete_arguments(complete: argparse.ArgumentParser) -> None:
-    complete.add_argument("url", help="the full callback address, quoted")
+    complete.add_argument(
+        "url",
+        nargs="?",
+        default="-",
+        help="the full callback address; '-' (the default) reads it from standard input, "
+        "prompting on a terminal, so that the code never shows in a process list",
+    )
     complete.add_argument("--json", action="store_true", help="print the login object as JSON")
+
+
+def _login_arguments(login: argparse.ArgumentParser) -> None:
+    login.add_argument(
+        "--provider", required=True, metavar="ID", help="provider id, as the control plane names it"
+    )
+    login.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        metavar="S",
+        help="an OAuth scope to ask for; repeat it for more",
+    )
+    login.add_argument("--user-id", metavar="U", help="scope the token to this user")
+    login.add_argument("--agent-id", metavar="A", help="the agent the token is for")
+    login.add_argument(
+        "--force-new",
+        action="store_true",
+        help="start a new authorization even when already connected",
+    )
+    login.add_argument(
+        "--ttl",
+        type=int,
+        metavar="S",
+        default=600,
+        help="seconds the login stays pending (default 600, at most 3600)",
+    )
+    login.add_argument(
+        "--no-open", action="store_true", help="print the authorization URL, do not open it"
+    )
+    login.add_argument(
+        "--timeout", type=float, metavar="S", help="give up waiting after S seconds (exit 12)"
+    )
+    login.add_argument(
+        "--json",
+        action="store_true",
+        help="print the final login object (with result.token) on stdout, and nothing else there",
+    )
+    login.add_argument(
+        "--no-start",
+        action="store_true",
+        help="do not start a daemon when none runs (exit 3 instead)",
+    )
+
+
+def _providers_arguments(providers: argparse.ArgumentParser) -> None:
+    actions = providers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    allow = actions.add_parser(
+        "allow-loopback",
+        help="add this daemon's callback to the provider's allowed redirect URIs",
+        description="Add this daemon's callback for provider ID to the provider's "
+        "allowed_redirect_uris on the LangSmith control plane, keeping the URIs it had. "
+        "The daemon makes the call, with its credentials. Running it twice changes nothing.",
+        epilog="example:\n  oauth-bridge providers allow-loopback github --dry-run\n\n"
+        "exit codes: 0 done (or nothing to do), 10 the control plane refused, 3 no daemon",
+        formatter_class=_Formatter,
+    )
+    allow.add_argument("provider", metavar="ID", help="the provider id on the control plane")
+    allow.add_argument(
+        "--dry-run", action="store_true", help="say what would change, change nothing"
+    )
+    allow.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
@@ -194,9 +267,24 @@ COMMANDS: dict[str, Command] = {
         "dir). Without --wait it prints the login id on stdout (the login object with --json) "
         "and returns; with --wait it blocks until the login ends, and Ctrl-C cancels it.",
         epilog="examples:\n"
-        '  oauth-bridge expect --provider github --auth-url "$AUTH_URL" --open --wait --json\n'
-        '  oauth-bridge expect --provider google --state "$STATE" --wait --timeout 120\n\n'
+        "  printf '%s\\n' \"$AUTH_URL\" | oauth-bridge expect --provider github --auth-url - --open --wait --json\n"
+        "  printf '%s\\n' \"$STATE\" | oauth-bridge expect --provider google --state - --wait --timeout 120\n\n"
         + EPILOG_EXIT_CODES,
+    ),
+    "login": Command(
+        help="connect a provider in one command: the daemon starts the flow with LangSmith",
+        add_arguments=_login_arguments,
+        description="Have the daemon start a LangSmith Agent Auth login for a provider (it "
+        "calls the control plane with its own credentials, so this command needs none), "
+        "print the authorization URL and open it, and wait until the login ends, like "
+        "'expect --wait'. Already connected: it exits 0 at once. The token is printed only "
+        "inside --json's login object.",
+        epilog="examples:\n"
+        "  oauth-bridge login --provider github --scope repo\n"
+        "  token=$(oauth-bridge login --provider google --scope openid --scope email --json "
+        "| jq -r .result.token)\n\n"
+        + EPILOG_EXIT_CODES
+        + "  (a control plane that refuses to start the login is 10, its message on stderr)\n",
     ),
     "status": Command(
         help="show whether a daemon runs, and its recent logins",
@@ -215,9 +303,14 @@ COMMANDS: dict[str, Command] = {
         description="When the browser runs on another machine, its redirect to 127.0.0.1 "
         "fails there. Copy the address it ended on and give it here: the daemon processes it "
         "exactly as if the browser had delivered it.",
-        epilog="example:\n  oauth-bridge complete 'http://127.0.0.1:8765/callback/github?code=...&state=...'"
+        epilog="example:\n  oauth-bridge complete        (then paste the address and press Enter)"
         "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
         "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
+    ),
+    "providers": Command(
+        help="manage providers on the control plane (allow-loopback)",
+        add_arguments=_providers_arguments,
+        epilog="example:\n  oauth-bridge providers allow-loopback github",
     ),
     "demo": Command(
         help="run the whole flow locally against a demo provider and control plane",
@@ -309,7 +402,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from bridge.client.expect import run_expect
 
         return run_expect(args)
-    if command in ("status", "cancel", "complete"):
+    if command == "login":
+        from bridge.client.login_command import run_login
+
+        return run_login(args)
+    if command in ("status", "cancel", "complete", "providers"):
         from bridge.client import commands
 
         return int(getattr(commands, command)(args))

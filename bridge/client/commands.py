@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from bridge.client.autostart import running_daemon
-from bridge.client.terminal import say
-from bridge.client.transport import ControlClient
-from bridge.errors import EXIT_FOR_STATUS, BridgeError, DaemonUnavailable, ExitCode, UsageError
+from bridge.client.terminal import printable, say
+from bridge.errors import BridgeError, DaemonUnavailable, ExitCode, UsageError
 from bridge.paths import check_private_dir, default_paths
 
 
@@ -47,19 +47,31 @@ def status(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    client = ControlClient(default_paths().control_socket)
-    answer = client.request("DELETE", f"/v1/logins/{args.id}")
-    if answer.status == 200:
-        say(f"Cancelled login {args.id}.")
+    from bridge.client.api import Bridge
+
+    cancelled, login = Bridge(start=False).cancel_if_pending(args.id)
+    if cancelled:
+        say(f"Cancelled login {login.id}.")
         return ExitCode.OK
-    if answer.status == 503:
-        raise DaemonUnavailable(f"{answer.message} (run the same command again)")
-    if answer.status == 404:
-        raise UsageError(f"no login has the id {args.id!r}")
-    if answer.status == 409:
-        say(f"oauth-bridge: {answer.message}")
-        return ExitCode.FAILED
-    raise BridgeError(f"the daemon refused: {answer.message}")
+    say(f"oauth-bridge: the login is {login.status}, so it cannot be cancelled")
+    return ExitCode.FAILED
+
+
+def read_pasted_address(given: str) -> str:
+    """Return the address to complete: given, or read from standard input (a prompt on a tty)."""
+    if given != "-":
+        say(
+            "note: the address on the command line is readable by every local user "
+            "(/proc/PID/cmdline) until this command ends; run 'oauth-bridge complete' and "
+            "paste it instead."
+        )
+        return given
+    if sys.stdin.isatty():
+        print("Paste the address the browser ended on, then press Enter:", file=sys.stderr)
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise UsageError("no address was given: paste the address the browser ended on")
+    return line
 
 
 def complete(args: argparse.Namespace) -> int:
@@ -67,25 +79,38 @@ def complete(args: argparse.Namespace) -> int:
     if not paths.runtime_dir.exists():
         raise DaemonUnavailable(f"no oauth-bridge daemon answers on {paths.control_socket}")
     check_private_dir(paths.runtime_dir)  # the pasted address holds the code
-    client = ControlClient(paths.control_socket)
-    answer = client.request("POST", "/v1/callbacks", {"url": args.url}, timeout=300)
-    if answer.status == 400 or answer.status == 422:
-        raise UsageError(answer.message)
-    if answer.status == 404:
+    url = read_pasted_address(args.url)
+    from bridge.client.api import Bridge, LoginNotFound
+    from bridge.client.waiting import report
+
+    try:
+        login = Bridge(start=False).complete(url)
+    except LoginNotFound as exc:
         raise BridgeError(
-            f"{answer.message} It may have expired: start the login again in your tool."
-        )
-    if answer.status != 200:
-        raise BridgeError(f"the daemon refused: {answer.message}")
-    login: dict[str, Any] = answer.body
+            f"{exc.message} It may have expired: start the login again in your tool."
+        ) from None
+    return report(login, as_json=args.json)
+
+
+def providers(args: argparse.Namespace) -> int:
+    from bridge.client.api import Bridge
+
+    done = Bridge(start=False).allow_loopback(args.provider, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps(login))
-    result = login.get("result") or {}
+        print(json.dumps(done))
+    ours = done["redirect_uri"]
+    provider = printable(args.provider)
+    if not done["changed"]:
+        say(f"{provider} already allows {ours} on LangSmith: nothing to do.")
+    elif done["dry_run"]:
+        say(f"Would add {ours} to {provider}'s allowed redirect URIs on LangSmith (dry run).")
+    else:
+        say(f"Added {ours} to {provider}'s allowed redirect URIs on LangSmith.")
     say(
-        f"{login['provider_id']} login {login['id']}: {login['status']}"
-        + (f" ({result.get('error')}: {result.get('message')})" if result.get("error") else "")
+        f"The {provider} OAuth app itself (in the provider's developer settings) must list "
+        f"{ours} as a callback / redirect URL too."
     )
-    return EXIT_FOR_STATUS.get(login["status"], ExitCode.FAILED)
+    return ExitCode.OK
 
 
-__all__ = ["cancel", "complete", "status"]
+__all__ = ["cancel", "complete", "providers", "status"]

@@ -19,13 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from bridge.client.api import Bridge, Login
 from bridge.client.autostart import ensure_daemon
-from bridge.client.expect import (
-    check_redirect_uri,
-    open_browser,
-    state_from_auth_url,
-)
-from bridge.client.transport import ControlClient
+from bridge.client.waiting import tell_where_to_sign_in
 from bridge.errors import EXIT_FOR_STATUS, BridgeError, ExitCode
 from bridge.paths import Paths
 
@@ -120,64 +116,56 @@ def _flow(
         f"in {timer.hops[-1][1] * 1000:.0f} ms"
     )
 
-    redirect_uri = f"{daemon_url}/callback/{provider_id}"
-    _status, _, body = _post_json(
-        f"{world.control_plane_url}/demo/start", {"redirect_uri": redirect_uri}
-    )
-    auth_url = json.loads(body)["auth_url"]
-    step(2, "The tool asked the control plane for an authorization URL (the state is made there):")
-    detail(auth_url)
-
     started = time.perf_counter()
-    state, found_redirect = state_from_auth_url(auth_url)
-    assert found_redirect is not None
-    check_redirect_uri(found_redirect, daemon_url=daemon_url, provider_id=provider_id)
-    client = ControlClient(paths.control_socket)
-    answer = client.request("POST", "/v1/logins", {"provider_id": provider_id, "state": state})
-    if answer.status != 201:
-        raise BridgeError(f"the daemon refused the login: {answer.message}")
-    login: dict[str, Any] = answer.body
-    timer.hop("register the login (control.sock)", started)
+    bridge = Bridge(paths=paths)
+    login = bridge.login(provider_id, ["profile"])
+    timer.hop("daemon -> control plane: start the login", started)
+    auth_url = login.auth_url
+    if auth_url is None:
+        raise BridgeError(f"the demo control plane did not start a login: {login.status}")
     step(
-        3,
-        f"Registered login {login['id']} with the daemon, as "
-        "'oauth-bridge expect --auth-url ...' does; its redirect_uri checks out.",
+        2,
+        "The tool ran 'oauth-bridge login --provider demo-provider --scope profile': the "
+        "daemon asked the control plane to start the login (the state is made there), with "
+        "its own callback as redirect_uri, and got the authorization URL:",
     )
+    detail(_redact(auth_url))
+    step(3, f"Registered login {login.id}; its state is pending in the daemon.")
 
     if args.browser:
         step(4, "Opening your browser at the demo provider: click 'Authorize' (or 'Deny').")
-        open_browser(auth_url, daemon_url=daemon_url)
+        tell_where_to_sign_in(auth_url, daemon_url=daemon_url, open_it=True)
         started = time.perf_counter()
-        answer = client.request("GET", f"/v1/logins/{login['id']}?wait=300", timeout=330)
-        login = answer.body
+        login = login.wait(timeout=300)
         timer.hop("you, in the browser", started)
     else:
-        login = _play_browser(auth_url, client, login, world, timer)
+        login = _play_browser(auth_url, login, world, timer)
 
-    status_ = login["status"]
+    status_ = login.status
+    result = login.result or {}
     print(flush=True)
     if status_ == "succeeded":
         print(
-            f"✓ Succeeded: the control plane answered {login['result']['control_plane_status']}"
-            f" with {json.dumps(login['result']['control_plane_body'])}."
+            f"✓ Succeeded: the control plane answered {result['control_plane_status']}"
+            f" with {json.dumps(result['control_plane_body'])}, and its wait endpoint "
+            f"handed over the token ({'present' if login.token else 'none'}; "
+            "'oauth-bridge login --json' prints it)."
         )
     else:
-        print(f"✗ The login ended {status_}: {json.dumps(login.get('result'))}")
+        print(f"✗ The login ended {status_}: {json.dumps(result)}")
     print("\nHow long each hop took:")
     for name, seconds in timer.hops:
         print(f"  {name:<48} {seconds * 1000:8.1f} ms")
     print(
-        "\nNext: run 'oauth-bridge serve' (or 'oauth-bridge install-service --socket'), then "
-        'have your tool call\n  oauth-bridge expect --provider <id> --auth-url "$URL" --open '
-        "--wait --json\nThe README's section for desktop tool authors shows it in shell, "
-        "Python and Node."
+        "\nNext: set LANGSMITH_API_KEY, then have your tool run\n"
+        "  oauth-bridge login --provider <id> --scope <scope> --json\n"
+        "or, in Python, Bridge().login('<id>', scopes=[...], open_browser=True).wait().\n"
+        "The README's section for desktop tool authors shows it in shell, Python and Node."
     )
     return EXIT_FOR_STATUS.get(status_, ExitCode.FAILED)
 
 
-def _play_browser(
-    auth_url: str, client: ControlClient, login: dict[str, Any], world: Any, timer: Timer
-) -> dict[str, Any]:
+def _play_browser(auth_url: str, login: Login, world: Any, timer: Timer) -> Login:
     step(4, "Playing the browser (headless):")
     started = time.perf_counter()
     status, _, page = get(auth_url)
@@ -202,9 +190,9 @@ def _play_browser(
     )
 
     started = time.perf_counter()
-    waited = client.request("GET", f"/v1/logins/{login['id']}?wait=30")
-    timer.hop("the tool's waiter returns", started)
-    detail(f"the tool's long-poll returned: {waited.body['status']}")
+    waited = login.wait(timeout=30)
+    timer.hop("the tool's wait returns (token confirmed)", started)
+    detail(f"the tool's wait returned: {waited.status}")
 
     started = time.perf_counter()
     status, _, page = get(urljoin(callback, result_path))
@@ -214,21 +202,7 @@ def _play_browser(
         f"the browser shows the result page ({status}, {shown.group(1) if shown else '?'}); "
         "the code is no longer in its address bar"
     )
-    result: dict[str, Any] = waited.body
-    return result
-
-
-def _post_json(url: str, body: dict[str, Any]) -> tuple[int, str, str]:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    try:
-        connection.request(
-            "POST", parts.path, body=json.dumps(body), headers={"Content-Type": "application/json"}
-        )
-        response = connection.getresponse()
-        return response.status, "", response.read().decode()
-    finally:
-        connection.close()
+    return waited
 
 
 def _redact(url: str) -> str:

@@ -1,7 +1,8 @@
 """The demo's stand-ins: an OAuth provider and a control plane, both real aiohttp apps.
 
 They are small but honest: the provider issues one-time codes bound to a state and a
-redirect URI, and the control plane accepts a callback only for a state it made and a
+redirect URI; the control plane speaks the Auth Service v2 (authenticate makes the
+state, wait is a real long-poll) and accepts a callback only for a state it made and a
 code the provider issued for it, as the real ones do.
 """
 
@@ -30,12 +31,20 @@ class Grant:
 
 
 @dataclass
+class AuthRequest:
+    state: str
+    token: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class DemoWorld:
     """What the demo provider issued and what the demo control plane finalized."""
 
     provider_url: str = ""
     control_plane_url: str = ""
     states: set[str] = field(default_factory=set)
+    auth_requests: dict[str, AuthRequest] = field(default_factory=dict)
     codes: dict[str, Grant] = field(default_factory=dict)
     finalized: list[dict[str, Any]] = field(default_factory=list)
     forward_seconds: float = 0.0
@@ -92,20 +101,36 @@ def provider_app(world: DemoWorld) -> web.Application:
 
 
 def control_plane_app(world: DemoWorld) -> web.Application:
-    async def start(request: web.Request) -> web.Response:
-        """Make a state and an authorization URL, as the real control plane does."""
+    async def authenticate(request: web.Request) -> web.Response:
+        """Start a login: make a state and an authorization URL, as the real one does."""
+        if request.headers.get("X-Api-Key") != DEMO_API_KEY:
+            return web.json_response({"detail": "Invalid API key"}, status=401)
         body = await request.json()
         state = secrets.token_urlsafe(24)
+        auth_id = secrets.token_hex(8)
         world.states.add(state)
+        world.auth_requests[auth_id] = AuthRequest(state)
         auth_url = f"{world.provider_url}/authorize?" + urlencode(
             {
                 "response_type": "code",
                 "client_id": "oauth-bridge-demo",
                 "redirect_uri": body["redirect_uri"],
+                "scope": " ".join(body.get("scopes", [])),
                 "state": state,
             }
         )
-        return web.json_response({"auth_url": auth_url, "state": state})
+        return web.json_response({"status": "pending", "url": auth_url, "auth_id": auth_id})
+
+    async def wait(request: web.Request) -> web.Response:
+        """Long-poll an auth request until it completes or the timeout runs out."""
+        auth = world.auth_requests.get(request.match_info["auth_id"])
+        if auth is None:
+            return web.json_response({"status": "not_found", "token": None})
+        try:
+            await asyncio.wait_for(auth.done.wait(), float(request.query.get("timeout", "30")))
+        except TimeoutError:
+            return web.json_response({"status": "timeout", "token": None})
+        return web.json_response({"status": "completed", "token": auth.token})
 
     async def callback(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -123,6 +148,10 @@ def control_plane_app(world: DemoWorld) -> web.Application:
         if state not in world.states or grant is None or grant.state != state:
             return web.json_response({"detail": "Unknown or used code"}, status=400)
         world.states.discard(state)
+        for auth in world.auth_requests.values():
+            if auth.state == state:
+                auth.token = "demo-token-" + secrets.token_urlsafe(8)
+                auth.done.set()
         result = {
             "connected": True,
             "provider_id": request.match_info["provider_id"],
@@ -133,7 +162,8 @@ def control_plane_app(world: DemoWorld) -> web.Application:
         return web.json_response(result)
 
     app = web.Application()
-    app.router.add_post("/demo/start", start)
+    app.router.add_post("/v2/auth/authenticate", authenticate)
+    app.router.add_get("/v2/auth/wait/{auth_id}", wait)
     app.router.add_post("/v2/auth/callback/{provider_id}", callback)
     return app
 

@@ -1,0 +1,40 @@
+"""``oauth-bridge login``: the whole login in one command, the daemon starting the flow."""
+
+from __future__ import annotations
+
+import argparse
+
+from bridge.client.api import Bridge
+from bridge.client.expect import check_wait_arguments
+from bridge.client.terminal import say
+from bridge.client.waiting import report, tell_where_to_sign_in, wait_and_report
+
+
+def run_login(args: argparse.Namespace) -> int:
+    check_wait_arguments(args)
+    bridge = Bridge(start=not args.no_start)
+    warn_without_credentials(bridge)
+    login = bridge.login(
+        args.provider,
+        list(args.scope),
+        user_id=args.user_id,
+        agent_id=args.agent_id,
+        force_new=args.force_new,
+        ttl_seconds=args.ttl,
+    )
+    if login.terminal:  # already connected: no browser needed
+        return report(login, as_json=args.json)
+    assert login.auth_url is not None
+    tell_where_to_sign_in(login.auth_url, daemon_url=bridge.url, open_it=not args.no_open)
+    return wait_and_report(bridge, login, timeout=args.timeout, as_json=args.json)
+
+
+def warn_without_credentials(bridge: Bridge) -> None:
+    """Say so before the browser opens when the daemon has no credential to use."""
+    sources = bridge.daemon_status.get("credentials") or {}
+    if sources and not (sources.get("api_key") or sources.get("bearer_token")):
+        say(
+            "warning: the daemon has no LangSmith credential (no API key, no bearer token), so "
+            "LangSmith will refuse this login. Set LANGSMITH_API_KEY (or api_key_file in the "
+            "config file) where the daemon starts, then 'oauth-bridge stop' and try again."
+        )

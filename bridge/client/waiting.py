@@ -1,0 +1,166 @@
+"""Waiting for a login at the terminal: the live status line, Ctrl-C, and how it ended.
+
+Shared by ``expect --wait`` and ``login``. SIGTERM and SIGHUP (what a parent's
+``terminate()`` or ``child.kill()`` and a closed terminal send) cancel the login like
+Ctrl-C does, so that it never stays pending for its whole TTL behind a dead tool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from bridge.client.api import Bridge, Login
+from bridge.client.terminal import printable, say
+from bridge.errors import EXIT_FOR_STATUS, ExitCode
+
+# The long-poll's slice while a live status line is shown (it ticks once a second).
+TICK_SECONDS = 1.0
+CLEAR_LINE = "\r\x1b[K"
+
+
+@contextlib.contextmanager
+def cancelling_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block, then restore them."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread: leave them be
+            previous[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def wait_and_report(bridge: Bridge, login: Login, *, timeout: float | None, as_json: bool) -> int:
+    """Wait for the login's outcome, say it, and return the contract's exit code."""
+    live = sys.stderr.isatty()
+    ends = _epoch(login.expires_at)
+    if timeout is not None:
+        ends = min(ends, time.time() + timeout)
+
+    def show(current: dict[str, Any]) -> None:
+        left = max(0, int(ends - time.time()))
+        doing = (
+            "forwarding to LangSmith"
+            if current["status"] == "forwarding"
+            else "waiting for you to finish in the browser"
+        )
+        sys.stderr.write(
+            f"{CLEAR_LINE}{printable(current['provider_id'])}: {doing} · "
+            f"{left // 60}:{left % 60:02d} left · Ctrl-C cancels"
+        )
+        sys.stderr.flush()
+
+    try:
+        with cancelling_signals():
+            final = bridge.wait(
+                login,
+                timeout=timeout,
+                tick=TICK_SECONDS if live else None,
+                on_progress=show if live else None,
+            )
+    except KeyboardInterrupt:
+        if live:
+            sys.stderr.write(CLEAR_LINE)
+        cancelled, final = bridge.cancel_if_pending(login.id)
+        if not cancelled:
+            return report(final, as_json=as_json)  # it ended first: say how it really ended
+        say(f"Cancelled the {printable(login.provider_id)} login.")
+        if as_json:
+            print(json.dumps(final.to_json()), flush=True)
+        return ExitCode.CANCELLED
+    if live:
+        sys.stderr.write(CLEAR_LINE)
+    if not final.terminal:
+        say(
+            f"✗ Gave up waiting after {timeout or 0:g}s; the login {final.id} is still "
+            f"{final.status} (cancel it with 'oauth-bridge cancel {final.id}')."
+        )
+        if as_json:
+            print(json.dumps(final.to_json()), flush=True)
+        return ExitCode.EXPIRED
+    return report(final, as_json=as_json)
+
+
+def report(login: Login, *, as_json: bool) -> int:
+    """Say how a login ended (on stderr; the login object on stdout with --json)."""
+    result = login.result or {}
+    provider = printable(login.provider_id)
+    if login.status == "succeeded":
+        if result.get("already_connected"):
+            say(f"✓ {provider} was already connected.")
+        else:
+            say(f"✓ Connected {provider}.")
+    elif login.status == "denied":
+        detail = result.get("error_description")
+        say(f"✗ Access to {provider} was denied" + (f": {printable(detail)}" if detail else "."))
+    elif login.status == "failed":
+        say(
+            f"✗ The {provider} login failed ({printable(result.get('error'))}): "
+            f"{printable(result.get('message'))}"
+        )
+        detail = result.get("detail")
+        if detail is not None:
+            say(f"  LangSmith said: {printable(json.dumps(detail))}")
+    elif login.status == "expired":
+        say(f"✗ The {provider} login expired before the browser came back.")
+    elif login.status == "cancelled":
+        say(f"✗ The {provider} login was cancelled.")
+    if as_json:
+        print(json.dumps(login.to_json()), flush=True)
+    return EXIT_FOR_STATUS[login.status]
+
+
+def tell_where_to_sign_in(url: str, *, daemon_url: str, open_it: bool) -> None:
+    """Print the authorization URL first, then try to open it, and say what happened."""
+    from bridge.client.browser import open_url
+
+    say(f"Sign in at:\n\n  {printable(url)}\n")
+    if not open_it:
+        return
+    if open_url(url):
+        say("Opened the browser; sign in there.")
+        return
+    say(
+        "Could not open a browser here: open the address above in one. If that browser runs "
+        f"on another machine, its redirect to {daemon_url} fails there; copy the address it "
+        "ends on (starting with http://127.0.0.1...) and run here:\n\n"
+        "  oauth-bridge complete -\n\n"
+        "then paste it (it is read from standard input, so it never shows in a process list)."
+    )
+
+
+def read_secret_argument(value: str | None, what: str) -> str | None:
+    """Resolve ``-`` to the first line of standard input; warn when a secret came as is."""
+    if value is None:
+        return None
+    if value == "-":
+        line = sys.stdin.readline().strip()
+        if not line:
+            from bridge.errors import UsageError
+
+            raise UsageError(
+                f"{what} '-' reads standard input, which had nothing on its first line"
+            )
+        return line
+    say(
+        f"note: {what} on the command line is readable by every local user "
+        f"(/proc/PID/cmdline); pass '{what} -' and write it to standard input instead."
+    )
+    return value
+
+
+def _epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
