@@ -59,8 +59,8 @@ class _LoginFields:
         return token if isinstance(token, str) else None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the contract's login object (``auth_url`` only while there is one)."""
-        body = {
+        """Return the contract's login object (never ``auth_url``: it holds the state)."""
+        return {
             "id": self.id,
             "provider_id": self.provider_id,
             "status": self.status,
@@ -69,9 +69,6 @@ class _LoginFields:
             "expires_at": self.expires_at,
             "result": self.result,
         }
-        if self.auth_url is not None:
-            body["auth_url"] = self.auth_url
-        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,38 +17,9 @@ import pytest
 
 from bridge.client.transport import ControlClient
 from bridge.paths import Paths, read_daemon_json
-from tests.conftest import REPO, daemon_environ, wait_for
+from tests.client.conftest import serve_pids
+from tests.conftest import REPO, wait_for
 from tests.control_plane_double import ControlPlaneDouble
-
-
-@pytest.fixture
-def cli_env(paths: Paths, control_plane: ControlPlaneDouble) -> Iterator[dict[str, str]]:
-    """The CLI's environment; any daemon it auto-starts is stopped at the end."""
-    paths.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
-    paths.config_file.write_text("", encoding="utf-8")
-    env = daemon_environ(paths, control_plane.url)
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
-    yield env
-    for pid in serve_pids(paths):
-        os.kill(pid, signal.SIGKILL)
-
-
-def serve_pids(paths: Paths) -> list[int]:
-    """Every `bridge serve` process that uses this test's runtime dir."""
-    marker = f"OAUTH_BRIDGE_RUNTIME_DIR={paths.runtime_dir}".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in cmdline and b"bridge" in cmdline and marker in environ:
-            pids.append(int(proc.name))
-    return pids
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,353 @@
+"""The whole login from a tool: ``oauth-bridge login`` and the Python API, against real parts.
+
+The daemon is a real process, the control plane the Auth Service double, and the
+browser a small program the CLI opens through ``$BROWSER``: it plays the provider's
+consent by going to the URL's ``redirect_uri`` with a code and the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import pytest
+
+from bridge.client import AsyncBridge, Bridge, ControlPlaneRefused
+from bridge.paths import Paths
+from tests.client.test_cli import cli, spawn
+from tests.conftest import DaemonProcess, wait_ready
+from tests.control_plane_double import ControlPlaneDouble
+
+StartDaemon = Callable[..., DaemonProcess]
+
+# The user's browser: consent at the provider means a redirect to redirect_uri.
+CONSENTING_BROWSER = r"""
+import sys, urllib.parse, urllib.request
+url, landed, answer = sys.argv[1], sys.argv[2], sys.argv[3]
+query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+params = {"state": query["state"][0]}
+params.update(urllib.parse.parse_qsl(answer))
+target = query["redirect_uri"][0] + "?" + urllib.parse.urlencode(params)
+with urllib.request.urlopen(target) as final:
+    open(landed, "w").write(final.geturl() + "\n" + final.read().decode())
+"""
+
+
+@pytest.fixture
+async def daemon(daemon_process: StartDaemon, control_plane: ControlPlaneDouble) -> DaemonProcess:
+    """A running daemon whose callback the double's github provider allows."""
+    proc = daemon_process()
+    info = await asyncio.to_thread(wait_ready, proc)
+    control_plane.allow("github", f"{info['url']}/callback/github")
+    return proc
+
+
+def browser_env(
+    env: dict[str, str], tmp_path: Path, answer: str = "code=c-1"
+) -> tuple[dict[str, str], Path]:
+    script = tmp_path / "browser.py"
+    script.write_text(CONSENTING_BROWSER, encoding="utf-8")
+    landed = tmp_path / "landed.txt"
+    env = {**env, "DISPLAY": ":99", "BROWSER": f"{sys.executable} {script} %s {landed} {answer}"}
+    return env, landed
+
+
+async def test_login_connects_in_one_command_and_prints_the_token_only_in_json(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    env, landed = browser_env(cli_env, tmp_path)
+
+    result = await asyncio.to_thread(
+        cli, env, "login", "--provider", "github", "--scope", "repo", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    login = json.loads(result.stdout)
+    token = control_plane.tokens[("github", None)]
+    assert login["status"] == "succeeded"
+    assert login["result"]["token"] == token
+    assert token not in result.stderr
+    assert result.stderr.index("Sign in at:") < result.stderr.index("Opened the browser")
+    assert "✓ Connected github." in result.stderr
+    final_url, page = landed.read_text().split("\n", 1)
+    assert 'content="succeeded"' in page
+    assert "code=" not in final_url
+    assert "auth_url" not in login  # the URL is in the 201 answer only
+
+
+async def test_login_without_json_never_prints_the_token(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    env, _ = browser_env(cli_env, tmp_path)
+
+    result = await asyncio.to_thread(cli, env, "login", "--provider", "github", "--scope", "repo")
+
+    token = control_plane.tokens[("github", None)]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert token not in result.stderr
+
+
+async def test_already_connected_exits_0_at_once_and_opens_nothing(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    control_plane.tokens[("github", "u-1")] = "tok-already"
+    env, landed = browser_env(cli_env, tmp_path)
+
+    result = await asyncio.to_thread(
+        cli, env, "login", "--provider", "github", "--scope", "repo", "--user-id", "u-1", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    login = json.loads(result.stdout)
+    assert (login["result"]["already_connected"], login["result"]["token"]) == (True, "tok-already")
+    assert "already connected" in result.stderr
+    assert not landed.exists()
+
+
+async def test_login_ends_right_when_the_control_plane_uses_its_own_page(
+    cli_env: dict[str, str],
+    daemon_process: StartDaemon,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    await asyncio.to_thread(wait_ready, daemon_process())  # the provider does not allow us
+    env, landed = browser_env(cli_env, tmp_path)
+
+    result = await asyncio.to_thread(
+        cli, env, "login", "--provider", "github", "--scope", "repo", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"]["token"] == control_plane.tokens[("github", None)]
+    assert landed.read_text().startswith(f"{control_plane.url}/host-oauth-callback/github")
+    assert control_plane.calls == []
+
+
+async def test_a_denial_at_the_provider_exits_11_with_its_words(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    answer = "error=access_denied&error_description=Not%20today"
+    env, _ = browser_env(cli_env, tmp_path, answer)
+
+    result = await asyncio.to_thread(cli, env, "login", "--provider", "github", "--scope", "repo")
+
+    assert result.returncode == 11
+    assert "denied: Not today" in result.stderr
+
+
+async def test_a_control_plane_that_refuses_to_start_is_exit_10_with_what_to_do(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    control_plane.agent_auth_enabled = False
+    env, landed = browser_env(cli_env, tmp_path)
+
+    result = await asyncio.to_thread(cli, env, "login", "--provider", "github", "--scope", "repo")
+
+    assert result.returncode == 10
+    assert "Agent Auth must be enabled" in result.stderr
+    assert "expect --auth-url -" in result.stderr
+    assert not landed.exists()
+
+
+async def test_login_warns_before_the_browser_when_the_daemon_has_no_credential(
+    cli_env: dict[str, str],
+    daemon_process: StartDaemon,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+) -> None:
+    control_plane.api_key = control_plane.workspace_id = control_plane.bearer = None
+    proc = daemon_process(LANGSMITH_API_KEY="", OAUTH_BRIDGE_BEARER_TOKEN="")
+    await asyncio.to_thread(wait_ready, proc)
+    env = cli_env
+
+    result = await asyncio.to_thread(
+        cli, env, "login", "--provider", "github", "--scope", "repo", "--no-open", "--timeout", "0"
+    )
+
+    assert "no LangSmith credential" in result.stderr
+    assert result.stderr.index("no LangSmith credential") < result.stderr.index("Sign in at:")
+
+
+async def test_a_waiting_login_rides_out_a_restart_of_the_daemon(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    daemon_process: StartDaemon,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+) -> None:
+    env = cli_env
+    waiting = spawn(env, "login", "--provider", "github", "--scope", "repo", "--no-open", "--json")
+    auth = await until(lambda: next(iter(control_plane.auth_requests.values()), None))
+
+    daemon.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(daemon.process.wait, 15)
+    info = await asyncio.to_thread(wait_ready, daemon_process())
+    # The browser comes back to the new daemon, which knows the login from its store.
+    async with aiohttp.ClientSession() as browser:
+        query = urlencode({"code": "c-2", "state": auth.state})
+        async with browser.get(f"{info['url']}/callback/github?{query}") as page:
+            assert page.status == 200
+    out, err = await asyncio.to_thread(waiting.communicate, timeout=30)
+
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["result"]["token"] == control_plane.tokens[("github", None)]
+
+
+async def test_no_token_or_state_reaches_a_log_or_the_state_dir(
+    cli_env: dict[str, str],
+    daemon: DaemonProcess,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+    tmp_path: Path,
+) -> None:
+    env, _ = browser_env(cli_env, tmp_path)
+    env["OAUTH_BRIDGE_LOG_LEVEL"] = "debug"
+
+    result = await asyncio.to_thread(
+        cli, env, "login", "--provider", "github", "--scope", "repo", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    token = control_plane.tokens[("github", None)]
+    (auth,) = control_plane.auth_requests.values()
+    places = {"daemon's log": daemon.log.read_bytes()}
+    places.update({str(f): f.read_bytes() for f in paths.state_dir.rglob("*") if f.is_file()})
+    for where, content in places.items():
+        assert token.encode() not in content, where
+        assert auth.state.encode() not in content, where
+
+
+async def test_bridge_runs_a_whole_login(
+    cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    def tool() -> Any:
+        bridge = Bridge(start=False, paths=paths)
+        login = bridge.login("github", scopes=["repo"])
+        consent(login.auth_url)
+        return login, login.wait(timeout=30)
+
+    started, done = await asyncio.to_thread(tool)
+
+    assert started.status == "pending"
+    assert started.auth_url is not None
+    assert (done.status, done.token) == ("succeeded", control_plane.tokens[("github", None)])
+    assert done.auth_url == started.auth_url  # waiting changes the state, not the URL
+
+
+async def test_async_bridge_runs_a_whole_login_without_a_thread(
+    cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    bridge = AsyncBridge(start=False, paths=paths)
+    login = await bridge.login("github", scopes=["repo"])
+    assert login.auth_url is not None
+    waiter = asyncio.create_task(login.wait(timeout=30))
+    # The wait runs on this loop while the browser, also on this loop, comes back.
+    await asyncio.to_thread(consent, login.auth_url)
+    done = await waiter
+
+    assert (done.status, done.token) == ("succeeded", control_plane.tokens[("github", None)])
+
+
+async def test_async_bridge_cancels_and_a_cancelled_wait_leaves_nothing_behind(
+    cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    bridge = AsyncBridge(start=False, paths=paths)
+    login = await bridge.login("github", scopes=["repo"])
+    waiter = asyncio.create_task(login.wait())
+    await asyncio.sleep(0)  # let the long-poll start: a scheduling point, not a wait
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+    cancelled = await bridge.cancel(login.id)
+
+    assert cancelled.status == "cancelled"
+
+
+async def test_bridge_raises_control_plane_refused_with_its_facts(
+    cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    control_plane.api_key = "another-key"
+
+    with pytest.raises(ControlPlaneRefused) as refused:
+        await AsyncBridge(start=False, paths=paths).login("github", scopes=["repo"])
+
+    assert (refused.value.error, refused.value.control_plane_status) == (
+        "control_plane_rejected",
+        401,
+    )
+    assert refused.value.exit_code == 10
+
+
+async def test_providers_allow_loopback_adds_the_callback_then_does_nothing(
+    cli_env: dict[str, str],
+    daemon_process: StartDaemon,
+    control_plane: ControlPlaneDouble,
+    paths: Paths,
+) -> None:
+    info = await asyncio.to_thread(wait_ready, daemon_process())
+    env = cli_env
+    ours = f"{info['url']}/callback/github"
+
+    dry = await asyncio.to_thread(cli, env, "providers", "allow-loopback", "github", "--dry-run")
+    first = await asyncio.to_thread(cli, env, "providers", "allow-loopback", "github")
+    second = await asyncio.to_thread(cli, env, "providers", "allow-loopback", "github", "--json")
+
+    assert (dry.returncode, first.returncode, second.returncode) == (0, 0, 0)
+    assert "Would add" in dry.stderr
+    assert f"Added {ours}" in first.stderr
+    assert "nothing to do" in second.stderr
+    assert json.loads(second.stdout)["changed"] is False
+    assert "OAuth app itself" in first.stderr
+    assert control_plane.providers["github"]["allowed_redirect_uris"] == [ours]
+    unknown = await asyncio.to_thread(cli, env, "providers", "allow-loopback", "gitlab")
+    assert unknown.returncode == 10
+
+
+def consent(auth_url: str | None) -> None:
+    """Play the browser: the provider redirects to redirect_uri with a code and the state."""
+    import urllib.request
+
+    assert auth_url is not None
+    query = {k: v[0] for k, v in parse_qs(urlsplit(auth_url).query).items()}
+    target = f"{query['redirect_uri']}?{urlencode({'code': 'c-api', 'state': query['state']})}"
+    with urllib.request.urlopen(target) as page:  # noqa: S310  # a loopback URL of ours
+        assert page.status == 200
+
+
+async def until(find: Callable[[], Any], seconds: float = 15.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (found := find()) is None:
+        assert loop.time() < deadline, "never happened"
+        await asyncio.sleep(0.01)
+    return found

@@ -1,0 +1,110 @@
+"""A state or a code never needs to be on a command line, and a killed wait cancels its login."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from bridge.paths import Paths
+from tests.client.test_cli import finish, logins, registered, spawn
+from tests.conftest import REPO
+from tests.control_plane_double import ControlPlaneDouble
+
+WARNING = "readable by every local user"
+
+
+def cli_with_stdin(env: dict[str, str], stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        env=env,
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def test_expect_reads_the_state_from_standard_input(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    result = await asyncio.to_thread(
+        cli_with_stdin, cli_env, "st-from-stdin\n", "expect", "--provider", "github", "--state", "-"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert WARNING not in result.stderr
+    assert [login["id"] for login in logins(paths)] == [result.stdout.strip()]
+    # The registered state is the one from stdin: a second registration of it collides.
+    again = await asyncio.to_thread(
+        cli_with_stdin, cli_env, "st-from-stdin\n", "expect", "--provider", "github", "--state", "-"
+    )
+    assert again.returncode == 2
+    assert "already registered" in again.stderr
+
+
+async def test_expect_reads_the_authorization_url_from_standard_input(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    url = "https://provider.invalid/authorize?state=st-url-stdin"
+
+    result = await asyncio.to_thread(
+        cli_with_stdin, cli_env, url + "\n", "expect", "--provider", "github", "--auth-url", "-"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert WARNING not in result.stderr
+
+
+async def test_a_state_on_the_command_line_draws_a_warning(cli_env: dict[str, str]) -> None:
+    result = await asyncio.to_thread(
+        cli_with_stdin, cli_env, "", "expect", "--provider", "github", "--state", "st-argv"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert WARNING in result.stderr
+    assert "--state -" in result.stderr
+
+
+async def test_an_empty_standard_input_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    result = await asyncio.to_thread(
+        cli_with_stdin, cli_env, "", "expect", "--provider", "github", "--state", "-"
+    )
+
+    assert result.returncode == 2
+    assert "standard input" in result.stderr
+
+
+async def test_complete_reads_the_address_from_standard_input(
+    cli_env: dict[str, str], paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    await asyncio.to_thread(
+        cli_with_stdin, cli_env, "st-paste\n", "expect", "--provider", "github", "--state", "-"
+    )
+    port = int(str(logins(paths)[0]["redirect_uri"]).split(":")[2].split("/")[0])
+    address = f"http://127.0.0.1:{port}/callback/github?code=c-paste&state=st-paste"
+
+    result = await asyncio.to_thread(cli_with_stdin, cli_env, address + "\n", "complete")
+
+    assert result.returncode == 0, result.stderr
+    assert WARNING not in result.stderr
+    assert [c.body for c in control_plane.calls] == [{"code": "c-paste", "state": "st-paste"}]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+async def test_sigterm_and_sighup_during_wait_cancel_the_login_and_exit_13(
+    cli_env: dict[str, str], paths: Paths, signum: signal.Signals
+) -> None:
+    proc = spawn(cli_env, "expect", "--provider", "github", "--state", "s", "--wait")
+    await registered(paths)
+
+    proc.send_signal(signum)
+    returncode, _, err = await finish(proc)
+
+    assert returncode == 13, err
+    assert logins(paths)[0]["status"] == "cancelled"
