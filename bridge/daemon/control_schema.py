@@ -84,10 +84,16 @@ class AllowLoopbackRequest(BaseModel):
     dry_run: bool = False
 
 
-# -- answers ----------------------------------------------------------------------
+# -- answers: extra='forbid', so that a test sees an answer outgrow its description --
 
 
-class LoginObject(BaseModel):
+class DescribedAnswer(BaseModel):
+    """An answer of the control API: every field it has is described here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginObject(DescribedAnswer):
     """A login: never its state, never its code."""
 
     id: str
@@ -114,11 +120,11 @@ class CreatedLogin(LoginObject):
     )
 
 
-class LoginList(BaseModel):
+class LoginList(DescribedAnswer):
     logins: list[LoginObject]
 
 
-class Problem(BaseModel):
+class Problem(DescribedAnswer):
     """Any refusal: a code, a sentence for people, and what else helps."""
 
     error: str
@@ -128,7 +134,7 @@ class Problem(BaseModel):
     login: LoginObject | None = None
 
 
-class CredentialSources(BaseModel):
+class CredentialSources(DescribedAnswer):
     """Where each credential came from, never its value."""
 
     api_key: Literal["environment", "file"] | None
@@ -136,7 +142,7 @@ class CredentialSources(BaseModel):
     workspace_id: Literal["environment", "config"] | None
 
 
-class DaemonStatus(BaseModel):
+class DaemonStatus(DescribedAnswer):
     pid: int
     url: str
     control_socket: str
@@ -150,7 +156,7 @@ class DaemonStatus(BaseModel):
     recent_logins: list[LoginObject]
 
 
-class AllowLoopbackResult(BaseModel):
+class AllowLoopbackResult(DescribedAnswer):
     provider_id: str
     redirect_uri: str = Field(description="This daemon's callback for the provider.")
     allowed_redirect_uris: list[str] = Field(description="The list as it is now (or would be).")
