@@ -67,7 +67,8 @@ class LoginStore:
         # short and local, so running them inline beats a thread hop per call.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # WAL with synchronous=NORMAL: a commit is durable against a crash of the
-        # process (SIGKILL included) without an fsync per registration.
+        # process (SIGKILL included) without an fsync per registration; the one commit
+        # that must survive a crash of the machine is synced (begin_forward).
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -181,12 +182,22 @@ class LoginStore:
         return [self._login(row) for row in rows]
 
     def begin_forward(self, login_id: str, now: float) -> bool:
-        """Move a live pending login to ``forwarding``; False if anything got there first."""
-        cursor = self._db.execute(
-            "UPDATE logins SET status = 'forwarding'"
-            " WHERE id = ? AND status = 'pending' AND expires_at > ?",
-            (login_id, now),
-        )
+        """Move a live pending login to ``forwarding``, durably; False if anything got there first.
+
+        This one commit is synced to disk before it returns (synchronous=FULL syncs the
+        WAL at commit): after a power cut the login must still read ``forwarding``, or a
+        reload of the callback would send a used code again, which some providers answer
+        by revoking the tokens already issued (RFC 6749 10.5). Registrations stay cheap.
+        """
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            cursor = self._db.execute(
+                "UPDATE logins SET status = 'forwarding'"
+                " WHERE id = ? AND status = 'pending' AND expires_at > ?",
+                (login_id, now),
+            )
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         if cursor.rowcount:
             self._pending -= 1
         return cursor.rowcount == 1
