@@ -48,7 +48,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         dest="control_plane_url",
         help="control plane base URL (default https://api.host.langchain.com)",
     )
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level", type=str.lower, choices=["debug", "info", "warning", "error"]
+    )
     serve.add_argument(
         "--idle-exit",
         type=float,

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from bridge.errors import ConfigError
@@ -39,7 +40,23 @@ ENVIRONMENT: dict[str, str] = {
     "forward_deadline_seconds": "OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS",
     "shutdown_grace_seconds": "OAUTH_BRIDGE_SHUTDOWN_GRACE_SECONDS",
     "idle_exit_seconds": "OAUTH_BRIDGE_IDLE_EXIT_SECONDS",
+    "allow_insecure_control_plane": "OAUTH_BRIDGE_ALLOW_INSECURE_CONTROL_PLANE",
 }
+# The serve options whose name is not the key's.
+FLAGS = {"control_plane_url": "--control-plane", "idle_exit_seconds": "--idle-exit"}
+# Keys whose TOML value must be a number or a boolean, never a string: a quoted
+# `port = "48770"` is a mistake to report, not to coerce (the environment is all strings).
+NOT_STRINGS = (
+    "port",
+    "pending_limit",
+    "retention_seconds",
+    "connect_timeout_seconds",
+    "request_timeout_seconds",
+    "forward_deadline_seconds",
+    "shutdown_grace_seconds",
+    "idle_exit_seconds",
+    "allow_insecure_control_plane",
+)
 # Secrets come from the environment directly, or from a file named in the config:
 # never from the config file itself, which tends to end up in dotfile repositories.
 API_KEY_ENV = "LANGSMITH_API_KEY"
@@ -69,6 +86,25 @@ class Settings(BaseModel):
     forward_deadline_seconds: Seconds = 20.0
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
     idle_exit_seconds: float | None = Field(default=None, gt=0)
+    # An http:// control plane off this machine would carry the API key in cleartext.
+    allow_insecure_control_plane: bool = False
+
+    @model_validator(mode="after")
+    def _no_cleartext_credentials(self) -> Settings:
+        url = self.control_plane_url
+        if url.scheme == "http" and not self.allow_insecure_control_plane:
+            host = (url.host or "").strip("[]")
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(
+                    f"control_plane_url {url} is plain http on another machine: the API key "
+                    "and every code would cross the network in cleartext. Use https, or set "
+                    "allow_insecure_control_plane = true if this network is yours"
+                )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -135,6 +171,12 @@ def load_config(
         for key, value in _read_toml(config_file).items():
             values[key] = value
             origin[key] = f"{config_file}: key '{key}'"
+            if key in NOT_STRINGS and isinstance(value, str):
+                raise ConfigError(
+                    f"bad configuration:\n  {config_file}: key '{key}': must be a TOML "
+                    f"{'boolean' if key.startswith('allow_') else 'number'}, not the string "
+                    f"{value!r} (write it without quotes)"
+                )
     for key, name in ENVIRONMENT.items():
         if env.get(name, "") != "":
             values[key] = env[name]
@@ -142,7 +184,7 @@ def load_config(
     for key, value in (flags or {}).items():
         if value is not None:
             values[key] = value
-            origin[key] = f"option --{key.replace('_', '-')}"
+            origin[key] = f"option {FLAGS.get(key, '--' + key.replace('_', '-'))}"
 
     try:
         settings = Settings.model_validate(values)
@@ -189,6 +231,9 @@ def _secret(
     """Return a secret and where it came from: the environment first, then its file."""
     if from_env:
         return from_env, "environment"
+    if path is not None and source is not None:
+        # A relative path means relative to the config file, not to wherever we started.
+        path = source.parent / path.expanduser()
     secret = _read_secret(path, key, source)
     return secret, None if secret is None else "file"
 
@@ -197,8 +242,9 @@ def _read_secret(path: Path | None, key: str, source: Path | None) -> str | None
     if path is None:
         return None
     where = f"{source}: key '{key}'" if source else key
+    path = path.expanduser().absolute()
     try:
-        secret = path.expanduser().read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
     if not secret:
@@ -209,10 +255,15 @@ def _read_secret(path: Path | None, key: str, source: Path | None) -> str | None
 def _describe(exc: ValidationError, origin: Mapping[str, str], config_file: Path) -> str:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        key = str(error["loc"][0]) if error["loc"] else "?"
+        # The one check across keys (an error without a location) is the control plane's.
+        key = str(error["loc"][0]) if error["loc"] else "control_plane_url"
         where = origin.get(key, f"{config_file}: key '{key}'")
         if error["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key (see config.example.toml for the keys)")
+        elif error["type"] in ("url_parsing", "url_scheme", "url_type"):
+            lines.append(
+                f"{where}: must be an absolute http(s) URL such as https://api.host.langchain.com"
+            )
         else:
             lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "bad configuration:\n  " + "\n  ".join(lines)

@@ -228,7 +228,14 @@ async def test_a_port_held_by_another_oauth_bridge_names_it(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("port = 'many'\n", "key 'port': Input should be a valid integer"),
+        ("port = 'many'\n", "key 'port': must be a TOML number, not the string 'many'"),
+        ("port = '48770'\n", "key 'port': must be a TOML number, not the string '48770'"),
+        ("port = 1.5\n", "key 'port': Input should be a valid integer"),
+        (
+            "control_plane_url = 'http://cp.example.org'\n",
+            "key 'control_plane_url': control_plane_url http://cp.example.org/ is plain http",
+        ),
+        ("control_plane_url = 'api.host'\n", "must be an absolute http(s) URL such as https://"),
         ("port = 70000\n", "key 'port': Input should be less than or equal to 65535"),
         ("colour = 'blue'\n", "key 'colour': unknown key"),
         ("host = '0.0.0.0'\n", "key 'host': 0.0.0.0 is not a loopback address"),
@@ -242,8 +249,9 @@ def test_a_bad_config_file_exits_2_naming_file_key_and_problem(
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(content, encoding="utf-8")
     env = daemon_environ(paths, "http://127.0.0.1:9")
-    # The environment would override the file's port and api_key_file.
+    # The environment would override the file's port, api_key_file and control plane.
     del env["OAUTH_BRIDGE_PORT"], env["LANGSMITH_API_KEY"]
+    del env["OAUTH_BRIDGE_CONTROL_PLANE_URL"]
 
     result = run_serve(paths, env)
 
@@ -260,6 +268,13 @@ def test_a_bad_config_file_exits_2_naming_file_key_and_problem(
         (["--host", "0.0.0.0"], {}, "not a loopback address"),
         ([], {"OAUTH_BRIDGE_PORT": "-1"}, "environment variable OAUTH_BRIDGE_PORT"),
         ([], {"OAUTH_BRIDGE_CONTROL_PLANE_URL": "ftp://x"}, "OAUTH_BRIDGE_CONTROL_PLANE_URL"),
+        (["--control-plane", "nope"], {}, "option --control-plane: must be an absolute http(s)"),
+        (["--log-level", "LOUD"], {}, "invalid choice: 'loud'"),
+        (
+            ["--control-plane", "http://10.0.0.8"],
+            {},
+            "option --control-plane: control_plane_url http://10.0.0.8/ is plain http",
+        ),
     ],
 )
 def test_bad_flags_and_environment_exit_2(
@@ -410,3 +425,39 @@ async def test_daemon_json_is_written_only_after_every_listener_accepts(
 
     assert events[-1] == "daemon.json"
     assert events.count("site") >= 2  # the TCP listener(s) and control.sock
+
+
+def test_a_relative_api_key_file_is_read_next_to_the_config_file(
+    paths: Paths, tmp_path: Path
+) -> None:
+    from bridge.daemon.config import load_config
+
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    (paths.config_file.parent / "api-key").write_text("key-beside-the-config\n")
+    paths.config_file.write_text("api_key_file = 'api-key'\n")
+
+    config = load_config(config_file=paths.config_file, explicit_file=True, environ={})
+
+    assert config.credentials.api_key == "key-beside-the-config"
+    assert config.credentials.sources["api_key"] == "file"
+
+
+def test_a_missing_api_key_file_is_named_by_its_absolute_path(paths: Paths) -> None:
+    from bridge.daemon.config import load_config
+    from bridge.errors import ConfigError
+
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text("api_key_file = 'missing-key'\n")
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config_file=paths.config_file, explicit_file=True, environ={})
+
+    assert f"cannot read {paths.config_file.parent / 'missing-key'}" in refused.value.message
+
+
+def test_the_log_level_flag_takes_any_case() -> None:
+    from bridge.cli import build_parser
+
+    args = build_parser("serve").parse_args(["serve", "--log-level", "DEBUG"])
+
+    assert args.log_level == "debug"
