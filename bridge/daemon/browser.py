@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict, MultiMapping
 
 from bridge import __version__
@@ -84,10 +86,23 @@ async def callback(request: web.Request) -> web.StreamResponse:
     params: MultiMapping[str]
     if request.method == "POST":
         try:
-            form = await request.post()
-        except (ValueError, LookupError, UnicodeDecodeError, AssertionError):
-            # A form aiohttp cannot parse (a multipart without boundary, a bogus charset).
-            return see_other(refusal_location("invalid", "malformed-body"))
+            # A body that trickles in is cut off like a request head that does.
+            async with asyncio.timeout(bridge.config.settings.connection_idle_seconds):
+                form = await request.post()
+        except (
+            ValueError,
+            LookupError,
+            UnicodeDecodeError,
+            AssertionError,
+            RequestPayloadError,
+            TimeoutError,
+        ):
+            # A form aiohttp cannot read: a multipart without boundary, a bogus charset, a
+            # Content-Encoding the body does not have, a body that never ends. Close the
+            # connection after the answer: what is left of that body is not worth reading.
+            refused = see_other(refusal_location("invalid", "malformed-body"))
+            refused.force_close()
+            return refused
         params = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     else:
         params = request.query

@@ -40,6 +40,7 @@ ENVIRONMENT: dict[str, str] = {
     "forward_deadline_seconds": "OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS",
     "shutdown_grace_seconds": "OAUTH_BRIDGE_SHUTDOWN_GRACE_SECONDS",
     "idle_exit_seconds": "OAUTH_BRIDGE_IDLE_EXIT_SECONDS",
+    "connection_idle_seconds": "OAUTH_BRIDGE_CONNECTION_IDLE_SECONDS",
     "allow_insecure_control_plane": "OAUTH_BRIDGE_ALLOW_INSECURE_CONTROL_PLANE",
 }
 # The serve options whose name is not the key's.
@@ -55,6 +56,7 @@ NOT_STRINGS = (
     "forward_deadline_seconds",
     "shutdown_grace_seconds",
     "idle_exit_seconds",
+    "connection_idle_seconds",
     "allow_insecure_control_plane",
 )
 # Secrets come from the environment directly, or from a file named in the config:
@@ -85,6 +87,8 @@ class Settings(BaseModel):
     request_timeout_seconds: Seconds = 30.0
     forward_deadline_seconds: Seconds = 20.0
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    # A connection that sends no complete request head within this is closed.
+    connection_idle_seconds: float = Field(default=10.0, gt=0, le=3600)
     idle_exit_seconds: float | None = Field(default=None, gt=0)
     # An http:// control plane off this machine would carry the API key in cleartext.
     allow_insecure_control_plane: bool = False

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import ipaddress
 import logging
 import os
+import resource
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +88,11 @@ def open_listeners(config: Config, paths: Paths) -> Listeners:
         if not http:
             raise DaemonUnavailable("systemd passed no TCP socket named 'http'")
         for sock in http:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                raise UsageError(
+                    "systemd passed a socket named 'http' that is not a TCP socket: fix "
+                    "ListenStream= in oauth-bridge.socket (127.0.0.1:PORT and [::1]:PORT)"
+                )
             address = str(sock.getsockname()[0])
             if not ipaddress.ip_address(address).is_loopback:
                 # An edited unit (ListenStream=0.0.0.0:8765) must not put logins on the LAN.
@@ -95,6 +103,16 @@ def open_listeners(config: Config, paths: Paths) -> Listeners:
                 )
         control = passed.get("control", [])
         hosts = [str(s.getsockname()[0]) for s in http]
+        port = int(http[0].getsockname()[1])
+        if settings.port not in (0, port):
+            log.warning(
+                "systemd passed sockets on port %d, but the configured port is %d: callbacks "
+                "are served on %d; run 'oauth-bridge install-service --socket --enable' again "
+                "to move the socket units to the configured port",
+                port,
+                settings.port,
+                port,
+            )
         for sock in http:
             sock.setblocking(False)
         if control:
@@ -140,6 +158,7 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
         settings = self.config.settings
+        loop.set_exception_handler(OutOfDescriptors().handle)
         async with open_services(self.config, self.paths) as bridge:
             bridge.bound(hosts=listeners.hosts, port=listeners.port)
             bridge.agent_auth.resume()
@@ -149,12 +168,18 @@ class Daemon:
                     access_log_class=AccessLogger,
                     handle_signals=False,
                     shutdown_timeout=settings.shutdown_grace_seconds,
+                    # Closes a connection that sends no complete request head in time,
+                    # at its start as between requests (aiohttp's default is an hour).
+                    keepalive_timeout=settings.connection_idle_seconds,
                 ),
                 web.AppRunner(
                     create_control_app(bridge),
                     access_log_class=AccessLogger,
                     handle_signals=False,
                     shutdown_timeout=settings.shutdown_grace_seconds,
+                    # Closes a connection that sends no complete request head in time,
+                    # at its start as between requests (aiohttp's default is an hour).
+                    keepalive_timeout=settings.connection_idle_seconds,
                 ),
             ]
             sites: list[web.SockSite] = []
@@ -239,6 +264,37 @@ class Daemon:
             self.paths.control_socket.unlink(missing_ok=True)
 
 
+class OutOfDescriptors:
+    """Report running out of file descriptors once a minute, not once per accept.
+
+    asyncio's accept loop reports EMFILE through the loop's exception handler with a
+    traceback each time it retries: under a flood of idle connections that filled a log
+    at 3 MB a second. Anything else goes to the default handler as before.
+    """
+
+    QUIET_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.reported_at: float | None = None
+        self.suppressed = 0
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        error = context.get("exception")
+        if not (isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)):
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if self.reported_at is not None and now - self.reported_at < self.QUIET_SECONDS:
+            self.suppressed += 1
+            return
+        log.warning(
+            "out of file descriptors (%s): new connections wait%s",
+            error.strerror,
+            f"; {self.suppressed} more such report(s) were dropped" if self.suppressed else "",
+        )
+        self.reported_at, self.suppressed = now, 0
+
+
 class Watchdog:
     """Ping systemd at half its interval, from the event loop: a stuck loop stops the pings."""
 
@@ -303,8 +359,40 @@ class IdleExit:
             self.handle.cancel()
 
 
+def harden_process() -> None:
+    """Set what the daemon needs of its process before it opens anything.
+
+    No core dump (it would hold the API key, codes and states; only the systemd unit
+    used to say so), files private to the user whatever the caller's umask, and as
+    many open files as the hard limit allows: at systemd's default soft limit of 1024,
+    idle connections could starve the control socket and the forward of descriptors.
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.umask(0o077)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+
+
+def warn_without_credentials(config: Config) -> None:
+    """Say at start, in one line, that LangSmith will refuse every login without a credential."""
+    sources = config.credentials.sources
+    if not (sources.get("api_key") or sources.get("bearer_token")):
+        log.warning(
+            "no LangSmith credential: every login will be refused after the user signs in. "
+            "Set LANGSMITH_API_KEY (or OAUTH_BRIDGE_BEARER_TOKEN) where the daemon starts, "
+            "or api_key_file in the config file (a systemd service sees no shell variable)"
+        )
+
+
 def run_serve(config: Config, paths: Paths) -> int:
     """Run the daemon until SIGTERM or SIGINT; return its exit code."""
+    harden_process()
+    warn_without_credentials(config)
     ensure_private_dir(paths.runtime_dir)
     ensure_state_dir(paths.state_dir)
     locks = acquire_daemon_locks(paths)

@@ -205,7 +205,8 @@ async def test_the_proxy_named_by_the_environment_carries_the_forward(
     proxy = control_plane.url.replace("http://", "http://alice:s3cret@")
     monkeypatch.setenv("HTTP_PROXY", proxy)
     running: RunningDaemon = await start_daemon(
-        OAUTH_BRIDGE_CONTROL_PLANE_URL="http://control-plane.invalid"
+        OAUTH_BRIDGE_CONTROL_PLANE_URL="http://control-plane.invalid",
+        OAUTH_BRIDGE_ALLOW_INSECURE_CONTROL_PLANE="true",  # plain http, off this machine
     )
 
     login = await forward_once(running)
