@@ -13,7 +13,7 @@ from multidict import MultiDict, MultiMapping
 from bridge import __version__
 from bridge.daemon.callback import REASONS, CallbackResult, handle_callback
 from bridge.daemon.model import Login, Status
-from bridge.daemon.pages import render
+from bridge.daemon.pages import render, render_home
 from bridge.daemon.services import SERVICES, Services, services
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,19 @@ async def require_own_host(request: web.Request, handler: Handler) -> web.Stream
             "address (127.0.0.1, [::1] or localhost, with its port).\n",
         )
     return await handler(request)
+
+
+@web.middleware
+async def our_pages_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer a path or method we do not serve with one of our pages, not aiohttp's text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return page_response("unknown", status=404, reason="not-a-page")
+    except web.HTTPMethodNotAllowed as refused:
+        response = page_response("unknown", status=405, reason="not-a-page")
+        response.headers["Allow"] = ", ".join(sorted(refused.allowed_methods))
+        return response
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -170,13 +183,18 @@ async def refused(request: web.Request) -> web.Response:
     )
 
 
+async def home(request: web.Request) -> web.Response:
+    """Say that the bridge runs, to a user who typed its address."""
+    return web.Response(text=render_home(), content_type="text/html", charset="utf-8")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 def create_browser_app(bridge: Services) -> web.Application:
     """Build the browser-facing app; it does no I/O until served."""
-    app = web.Application(middlewares=[require_own_host])
+    app = web.Application(middlewares=[require_own_host, our_pages_only])
     app[SERVICES] = bridge
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/callback/{provider_id}", callback, allow_head=False)
@@ -184,4 +202,5 @@ def create_browser_app(bridge: Services) -> web.Application:
     app.router.add_get("/result/-/{page_status:invalid|unknown}", refused, allow_head=False)
     app.router.add_get("/result/{login_id}", result, allow_head=False)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", home, allow_head=False)
     return app

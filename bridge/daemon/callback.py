@@ -36,6 +36,7 @@ REASONS = {
     "duplicate-parameter": "A parameter appears more than once.",
     "malformed-body": "The form the browser posted could not be read.",
     "no-login": "No login is waiting for this state at this provider.",
+    "not-a-page": "There is no page at this address.",
     "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "
     "seconds to finish signing in.",
 }

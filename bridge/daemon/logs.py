@@ -6,9 +6,11 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable
 
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
 
 # A backstop under the rule that code never logs a query string: if a library's error
@@ -17,6 +19,9 @@ QUERY_SECRET = re.compile(
     r"(?i)\b(code|state|iss|access_token|refresh_token|id_token|token|api_key|client_secret)"
     r"=[^&\s\"']*"
 )
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class RedactSecrets(logging.Filter):
@@ -54,9 +59,53 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.DEBUG)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        # The raw path, as sent: decoding it would let %0d%0a forge a log line and %00
+        # write a NUL. Never the query.
+        path = request.raw_path.split("?", 1)[0]
         self.logger.debug(
-            "%s %s %d %.1fms", request.method, request.path, response.status, time * 1000
+            "%s %s %d %.1fms",
+            printable(request.method),
+            printable(path),
+            response.status,
+            time * 1000,
         )
+
+
+def printable(text: str) -> str:
+    """Show control characters as escapes: one log line stays one line."""
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class QuietBadRequests(logging.Filter):
+    """Log a request aiohttp cannot parse as one debug line, at most one a second.
+
+    aiohttp logs each at ERROR with a traceback (about 700 bytes): a web page of <img>
+    tags pointed at the port filled a log at 1 MB a second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = -1.0
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            self.dropped += 1
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg = "refused a request that is not HTTP it can read (%s, %d)%s"
+        record.args = (
+            type(error).__name__,
+            error.code,
+            f"; {self.dropped} more since the last such line" if self.dropped else "",
+        )
+        record.exc_info = record.exc_text = None
+        self.last, self.dropped = now, 0
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def configure(level: str, secrets: Iterable[str] = ()) -> None:
@@ -68,6 +117,7 @@ def configure(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())
 
 
 def log_location() -> str:

@@ -76,6 +76,20 @@ def render(page_status: str, *, login: Login | None = None, reason: str = "") ->
     if reason:
         lines.append(f'<p class="detail">{escape(reason)}</p>')
     title = f"{heading}{provider}" if page_status == "succeeded" else heading
+    return _page(page_status, title, lines, accent)
+
+
+def render_home() -> str:
+    """Render what ``/`` shows: that the bridge runs, and that there is nothing to do here."""
+    lines = [
+        "<p>This is the local sign-in helper that desktop applications use. There is "
+        "nothing to do on this page: when an application asks you to sign in, the "
+        "provider sends your browser back here by itself.</p>"
+    ]
+    return _page("unknown", "oauth-bridge is running", lines, "#0969da")
+
+
+def _page(page_status: str, title: str, lines: list[str], accent: str) -> str:
     status = escape(page_status, quote=True)
     return (
         "<!doctype html>\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from bridge.daemon.lifecycle import OutOfDescriptors
 from bridge.paths import Paths
-from tests.conftest import DaemonProcess, RunningDaemon, wait_ready
+from tests.conftest import DaemonProcess, RunningDaemon, wait_for, wait_ready
 from tests.control_plane_double import ControlPlaneDouble
 from tests.daemon.test_flow import meta_status
 
@@ -107,3 +108,69 @@ def test_running_out_of_descriptors_is_reported_once_a_minute(
         "out of file descriptors (Too many open files): new connections wait"
     ]
     assert handler.suppressed == 499
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nothing/here", 404), ("POST", "/healthz", 405), ("GET", "/", 200)],
+)
+async def test_every_answer_of_the_port_is_one_of_our_pages(
+    bridge: RunningDaemon, method: str, path: str, status: int
+) -> None:
+    async with bridge.browser.request(method, f"{bridge.url}{path}") as response:
+        page = await response.text()
+        got = response.status
+        headers = response.headers
+
+    assert got == status
+    assert meta_status(page) == "unknown"
+    assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+    if path == "/":
+        assert "oauth-bridge is running" in page
+
+
+def send_raw(port: int, payloads: list[bytes]) -> list[bytes]:
+    answers = []
+    for payload in payloads:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(payload)
+            answers.append(sock.recv(64))
+    return answers
+
+
+async def test_unreadable_requests_leave_no_traceback_and_no_flood_in_the_log(
+    daemon_process: StartDaemon,
+) -> None:
+    proc = daemon_process()
+    info = await asyncio.to_thread(wait_ready, proc)
+    port = int(str(info["url"]).rsplit(":", 1)[1])
+    garbage = [
+        b"GET /x\x00y HTTP/1.1\r\n\r\n",
+        b"BLAH\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    ]
+
+    answers = await asyncio.to_thread(send_raw, port, garbage * 20)
+
+    assert all(a.startswith(b"HTTP/1.0 400") for a in answers)
+    log = proc.log_text()
+    assert "Traceback" not in log
+    assert "aiohttp.server" not in log  # at info: not a line; at debug: one a second
+
+
+async def test_the_access_log_writes_the_raw_path_without_its_query(
+    daemon_process: StartDaemon,
+) -> None:
+    proc = daemon_process(OAUTH_BRIDGE_LOG_LEVEL="debug")
+    info = await asyncio.to_thread(wait_ready, proc)
+    port = int(str(info["url"]).rsplit(":", 1)[1])
+    forged = f"GET /x%0d%0aFORGED%00LINE?code=c-secret HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+
+    await asyncio.to_thread(send_raw, port, [forged.encode()])
+    await asyncio.to_thread(
+        wait_for, lambda: "FORGED" in proc.log_text(), what="the access log line"
+    )
+
+    (line,) = [line for line in proc.log_text().splitlines() if "FORGED" in line]
+    assert "GET /x%0d%0aFORGED%00LINE 404" in line
+    assert "c-secret" not in proc.log_text()
