@@ -82,8 +82,13 @@ def ensure_private_dir(path: Path) -> None:
     check_private_dir(path)
 
 
-def check_private_dir(path: Path) -> None:
-    """Refuse ``path`` if it is not a directory of this user's that others cannot enter."""
+def check_private_dir(path: Path, variable: str = "OAUTH_BRIDGE_RUNTIME_DIR") -> None:
+    """Refuse ``path`` if it is not a directory of this user's that others cannot enter.
+
+    Its parents count too: a parent another user may write (without the sticky bit that
+    /tmp has) lets them swap the directory after this check, and receive a state.
+    """
+    check_parents(path)
     try:
         info = path.lstat()
     except OSError as exc:
@@ -93,7 +98,7 @@ def check_private_dir(path: Path) -> None:
     if info.st_uid != os.getuid():
         raise UnsafeRuntimeDir(
             f"{path} is owned by uid {info.st_uid}, not by you (uid {os.getuid()}): "
-            "refusing to use it; set OAUTH_BRIDGE_RUNTIME_DIR to a directory of your own"
+            f"refusing to use it; set {variable} to a directory of your own"
         )
     if info.st_mode & 0o077:
         raise UnsafeRuntimeDir(
@@ -103,7 +108,7 @@ def check_private_dir(path: Path) -> None:
 
 
 def ensure_state_dir(path: Path) -> None:
-    """Create the state dir (0700 when it is new), or say in one line why it cannot be."""
+    """Create the state dir 0700, or refuse it as the runtime dir is refused; say why."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -111,6 +116,28 @@ def ensure_state_dir(path: Path) -> None:
             f"cannot use the state dir {path}: {exc.strerror}; set OAUTH_BRIDGE_STATE_DIR "
             "to a directory of your own"
         ) from None
+    # The store and the log live here: another user's directory, or one others may
+    # write, would let them plant a symlink to a file of ours or read the store.
+    check_private_dir(path, "OAUTH_BRIDGE_STATE_DIR")
+
+
+def check_parents(path: Path) -> None:
+    """Refuse a path whose parents another user could change (rename, replace, link)."""
+    me = os.getuid()
+    for parent in path.absolute().parents:
+        try:
+            info = parent.stat()
+        except OSError:
+            continue  # not there yet: it will be created by us, 0700
+        foreign = info.st_uid not in (0, me)
+        shared = bool(info.st_mode & 0o022) and not info.st_mode & stat.S_ISVTX
+        if foreign or shared:
+            whose = f"owned by uid {info.st_uid}" if foreign else "writable by others"
+            raise UnsafeRuntimeDir(
+                f"{path} is under {parent}, which is {whose}: another user could swap "
+                "it; use a directory of your own (OAUTH_BRIDGE_RUNTIME_DIR, "
+                "OAUTH_BRIDGE_STATE_DIR)"
+            )
 
 
 def read_daemon_json(path: Path) -> dict[str, object] | None:

@@ -26,6 +26,8 @@ START_DEADLINE_SECONDS = 15.0
 # Starts refused with exit 3 (the lock or the port taken) are tried this many times.
 START_ATTEMPTS = 3
 POLL_SECONDS = 0.01
+# An auto-started daemon's log is rotated at each start past this size (one old copy).
+MAX_LOG_BYTES = 1 << 20
 
 
 def running_daemon(paths: Paths) -> dict[str, Any] | None:
@@ -110,7 +112,15 @@ def _start(paths: Paths) -> dict[str, Any]:
 def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
     import subprocess  # here: only a call that starts the daemon needs it
 
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    rotate(log_path)
+    # O_NOFOLLOW: a symlink planted where the log goes must not be written through.
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise DaemonUnavailable(
+            f"cannot open the daemon's log {log_path}: {exc.strerror}"
+            + (" (it is a symlink: remove it)" if log_path.is_symlink() else "")
+        ) from None
     offset = os.lseek(fd, 0, os.SEEK_END)
     with os.fdopen(fd, "ab") as log:
         process = subprocess.Popen(
@@ -124,6 +134,15 @@ def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
             close_fds=True,
         )
     return offset, process
+
+
+def rotate(log_path: Path) -> None:
+    """Keep an auto-started daemon's log small: past MAX_LOG_BYTES it becomes daemon.log.1."""
+    try:
+        if log_path.stat().st_size > MAX_LOG_BYTES:
+            os.replace(log_path, log_path.with_name(log_path.name + ".1"))
+    except OSError:
+        pass  # no log yet, or not ours to move: the open below says what is wrong
 
 
 def _lock_held(paths: Paths) -> bool:

@@ -523,3 +523,33 @@ def test_complete_refuses_a_runtime_dir_open_to_others(
 
     assert result.returncode == 2
     assert "open to other users" in result.stderr
+
+
+async def test_a_symlink_in_place_of_the_daemon_log_is_never_written_through(
+    cli_env: dict[str, str], paths: Paths, tmp_path: Path
+) -> None:
+    target = tmp_path / "not-yours.txt"
+    target.write_text("precious\n")
+    paths.state_dir.mkdir(mode=0o700, parents=True)
+    paths.daemon_log.symlink_to(target)
+
+    result = await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--state", "s-link"
+    )
+
+    assert result.returncode == 3
+    assert "it is a symlink" in result.stderr
+    assert target.read_text() == "precious\n"
+
+
+async def test_the_daemon_log_is_rotated_past_a_mebibyte(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    paths.state_dir.mkdir(mode=0o700, parents=True)
+    paths.daemon_log.write_bytes(b"old line\n" * 200_000)  # 1.8 MB from earlier runs
+
+    result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "r")
+
+    assert result.returncode == 0, result.stderr
+    assert paths.daemon_log.with_name("daemon.log.1").stat().st_size == 1_800_000
+    assert paths.daemon_log.stat().st_size < 100_000

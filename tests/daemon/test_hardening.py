@@ -15,8 +15,9 @@ import pytest
 
 from bridge.daemon.lifecycle import OutOfDescriptors
 from bridge.paths import Paths
-from tests.conftest import DaemonProcess, RunningDaemon, wait_for, wait_ready
+from tests.conftest import DaemonProcess, RunningDaemon, daemon_environ, wait_for, wait_ready
 from tests.control_plane_double import ControlPlaneDouble
+from tests.daemon.test_daemon_process import run_serve
 from tests.daemon.test_flow import meta_status
 
 StartDaemon = Callable[..., DaemonProcess]
@@ -174,3 +175,43 @@ async def test_the_access_log_writes_the_raw_path_without_its_query(
     (line,) = [line for line in proc.log_text().splitlines() if "FORGED" in line]
     assert "GET /x%0d%0aFORGED%00LINE 404" in line
     assert "c-secret" not in proc.log_text()
+
+
+def test_a_state_dir_open_to_others_is_refused(paths: Paths) -> None:
+    paths.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
+    paths.state_dir.mkdir(mode=0o755)
+    paths.state_dir.chmod(0o755)
+
+    result = run_serve(paths, daemon_environ(paths, "http://127.0.0.1:9"))
+
+    assert result.returncode == 2
+    assert f"{paths.state_dir} is open to other users" in result.stderr
+    assert not paths.store_file.exists()
+
+
+def test_a_state_dir_under_a_directory_others_may_write_is_refused(
+    paths: Paths, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone may rename what is inside
+    state = shared / "state"
+    env = daemon_environ(paths, "http://127.0.0.1:9", OAUTH_BRIDGE_STATE_DIR=str(state))
+    paths.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    result = run_serve(paths, env)
+
+    assert result.returncode == 2
+    assert f"is under {shared}, which is writable by others" in result.stderr
+
+
+def test_a_sticky_world_writable_parent_like_tmp_is_fine(paths: Paths, tmp_path: Path) -> None:
+    from bridge.paths import ensure_state_dir
+
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+
+    ensure_state_dir(sticky / "state")
+
+    assert stat.S_IMODE((sticky / "state").stat().st_mode) == 0o700
