@@ -278,11 +278,21 @@ class ControlPlaneDouble:
     async def start(self) -> None:
         await self.start_on(0)
 
-    async def start_on(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    async def start_on(
+        self,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        keepalive_timeout: float = 75.0,
+    ) -> None:
         # handler_cancellation: a long-poll the daemon gives up on ends here too, as a
         # real server sees a closed connection.
         runner = web.AppRunner(
-            self.app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+            self.app(),
+            access_log=None,
+            shutdown_timeout=0.5,
+            handler_cancellation=True,
+            keepalive_timeout=keepalive_timeout,
         )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
@@ -299,6 +309,12 @@ class ControlPlaneDouble:
         self.release.set()
         if self.runner is not None:
             await self.runner.cleanup()
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections the double holds open right now."""
+        server = self.runner.server if self.runner is not None else None
+        return len(server.connections) if server is not None else 0
 
     def answer(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         self.script.queue.append((status, headers or {}, body))

@@ -250,3 +250,31 @@ async def test_a_connection_dropped_after_sending_is_never_retried(
     assert (login["status"], login["result"]["error"]) == ("failed", "control_plane_unreachable")
     assert "not sent again" in login["result"]["message"]
     assert len(control_plane.calls) == 1
+
+
+async def test_a_forward_after_the_control_plane_closed_an_idle_connection_succeeds(
+    start_daemon: Any,
+) -> None:
+    # A control plane that closes kept-alive connections quickly (uvicorn's default is 5 s).
+    quick = ControlPlaneDouble()
+    await quick.start_on(0, keepalive_timeout=0.2)
+    try:
+        running: RunningDaemon = await start_daemon(OAUTH_BRIDGE_CONTROL_PLANE_URL=quick.url)
+        first = await running.register("github", "st-first")
+        await running.hit("code=c1&state=st-first")
+        assert (await running.login(first["id"], wait=10))["status"] == "succeeded"
+        # The double closes the idle connection on its side.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while quick.open_connections:
+            assert loop.time() < deadline, "the double never closed the idle connection"
+            await asyncio.sleep(0.01)
+
+        second = await running.register("github", "st-second")
+        await running.hit("code=c2&state=st-second")
+        done = await running.login(second["id"], wait=10)
+
+        assert done["status"] == "succeeded", done["result"]
+        assert len(quick.calls) == 2
+    finally:
+        await quick.stop()
