@@ -48,9 +48,7 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         dest="control_plane_url",
         help="control plane base URL (default https://api.host.langchain.com)",
     )
-    serve.add_argument(
-        "--log-level", type=str.lower, choices=["debug", "info", "warning", "error"]
-    )
+    serve.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--idle-exit",
         type=float,
@@ -293,6 +291,14 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_status_arguments,
         epilog="example:\n  oauth-bridge status --json\n\nexit codes: 0 running, 3 not running",
     ),
+    "stop": Command(
+        help="stop the running daemon (forwards under way finish first)",
+        add_arguments=lambda parser: None,
+        description="Stop the running daemon as SIGTERM does: it stops accepting, lets "
+        "forwards under way finish, and exits. Pending logins stay in the store for the "
+        "next daemon.",
+        epilog="example:\n  oauth-bridge stop\n\nexit codes: 0 stopped, 3 none was running",
+    ),
     "cancel": Command(
         help="cancel a pending login",
         add_arguments=_cancel_arguments,
@@ -408,7 +414,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from bridge.client.login_command import run_login
 
         return run_login(args)
-    if command in ("status", "cancel", "complete", "providers"):
+    if command in ("status", "stop", "cancel", "complete", "providers"):
         from bridge.client import commands
 
         return int(getattr(commands, command)(args))

@@ -118,6 +118,9 @@ def test_nothing_in_the_daemon_but_its_entry_imports_the_lifecycle() -> None:
         ["cancel", "some-login"],
         ["complete", "http://127.0.0.1:8765/callback/github?code=c&state=s"],
         ["expect", "--provider", "github", "--state", "s", "--no-start", "--wait"],
+        ["login", "--provider", "github", "--scope", "repo", "--no-start"],
+        ["stop"],
+        ["providers", "allow-loopback", "github"],
     ],
     ids=lambda argv: " ".join(argv[:2]),
 )

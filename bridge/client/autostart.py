@@ -95,7 +95,7 @@ def _start(paths: Paths) -> dict[str, Any]:
         if code == ExitCode.UNAVAILABLE and attempt < START_ATTEMPTS:
             # Most likely another daemon holds the lock: one starting (a race we lost) or
             # one shutting down. Use it if it answers; otherwise try again once it let go.
-            while time.monotonic() < deadline and _lock_held(paths):
+            while time.monotonic() < deadline and lock_held(paths):
                 status = running_daemon(paths)
                 if status is not None:
                     return status
@@ -145,7 +145,7 @@ def rotate(log_path: Path) -> None:
         pass  # no log yet, or not ours to move: the open below says what is wrong
 
 
-def _lock_held(paths: Paths) -> bool:
+def lock_held(paths: Paths) -> bool:
     """Say whether a daemon (running, starting or stopping) holds the per-user lock."""
     try:
         with paths.lock_file.open("a+") as handle:

@@ -1,4 +1,4 @@
-"""``oauth-bridge status``, ``cancel`` and ``complete``: small calls on the control API."""
+"""``oauth-bridge status``, ``stop``, ``cancel``, ``complete`` and ``providers``: small calls."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def status(args: argparse.Namespace) -> int:
     print(f"  callbacks:      {document['url']}/callback/<provider>")
     print(f"  control socket: {document['control_socket']}")
     print(f"  control plane:  {document['control_plane_url']}")
+    print(f"  credentials:    {describe_credentials(document.get('credentials') or {})}")
+    print(f"  log:            {document.get('log', 'stderr')}")
     print(f"  pending logins: {document['pending']}")
     recent = document["recent_logins"]
     if recent:
@@ -44,6 +46,56 @@ def status(args: argparse.Namespace) -> int:
                 f"{login['created_at']}" + (f"  ({error})" if error else "")
             )
     return ExitCode.OK
+
+
+def describe_credentials(sources: dict[str, str | None]) -> str:
+    """Say where each credential came from, or that the daemon has none (never a value)."""
+    named = {"api_key": "API key", "bearer_token": "bearer token", "workspace_id": "workspace"}
+    found = [f"{named[k]} from the {v}" for k, v in sources.items() if v and k in named]
+    if not (sources.get("api_key") or sources.get("bearer_token")):
+        found.append("NO API key or bearer token: LangSmith will refuse every login")
+    return ", ".join(found)
+
+
+def stop(args: argparse.Namespace) -> int:
+    """Stop the running daemon as SIGTERM does, and return once it has exited."""
+    import os
+    import signal
+    import time
+
+    from bridge.client.autostart import lock_held
+
+    paths = default_paths()
+    status = running_daemon(paths)
+    if status is None:
+        say(f"oauth-bridge is not running (nothing answers on {paths.control_socket}).")
+        return ExitCode.UNAVAILABLE
+    pid = int(status["pid"])
+    os.kill(pid, signal.SIGTERM)
+    # It lets forwards in flight finish first (its shutdown grace), then lets go of its lock.
+    deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+    while lock_held(paths) or not exited(pid):
+        if time.monotonic() > deadline:
+            raise BridgeError(
+                f"the daemon (pid {pid}) did not stop within {STOP_DEADLINE_SECONDS:.0f}s"
+            )
+        time.sleep(0.02)
+    say(f"Stopped oauth-bridge (pid {pid}).")
+    return ExitCode.OK
+
+
+def exited(pid: int) -> bool:
+    """Say whether the process is gone (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+# Beyond the daemon's longest shutdown grace (300 s): a stop must not hang forever.
+STOP_DEADLINE_SECONDS = 330.0
 
 
 def cancel(args: argparse.Namespace) -> int:
@@ -113,4 +165,4 @@ def providers(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-__all__ = ["cancel", "complete", "providers", "status"]
+__all__ = ["cancel", "complete", "providers", "status", "stop"]

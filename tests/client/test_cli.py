@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
+from bridge.client.commands import exited
 from bridge.client.transport import ControlClient
 from bridge.paths import Paths, read_daemon_json
 from tests.client.conftest import serve_pids
@@ -350,7 +351,19 @@ def test_demo_exits_0_and_shows_the_forward_and_the_success(cli_env: dict[str, s
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "expect", "status", "cancel", "complete", "demo", "install-service"]
+    "command",
+    [
+        "serve",
+        "expect",
+        "login",
+        "status",
+        "stop",
+        "cancel",
+        "complete",
+        "providers",
+        "demo",
+        "install-service",
+    ],
 )
 def test_every_command_has_help_with_an_example(cli_env: dict[str, str], command: str) -> None:
     result = cli(cli_env, command, "--help")
@@ -553,3 +566,40 @@ async def test_the_daemon_log_is_rotated_past_a_mebibyte(
     assert result.returncode == 0, result.stderr
     assert paths.daemon_log.with_name("daemon.log.1").stat().st_size == 1_800_000
     assert paths.daemon_log.stat().st_size < 100_000
+
+
+async def test_stop_stops_an_auto_started_daemon_and_the_login_survives(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s-stop")
+    pid = serve_pids(paths)[0]
+
+    stopped = await asyncio.to_thread(cli, cli_env, "stop")
+    again = await asyncio.to_thread(cli, cli_env, "stop")
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"Stopped oauth-bridge (pid {pid})" in stopped.stderr
+    assert exited(pid)
+    assert not paths.daemon_json.exists()
+    assert again.returncode == 3
+    # The next command starts a new daemon, which still knows the pending login.
+    assert logins_after_restart(cli_env, paths) == ["pending"]
+
+
+def logins_after_restart(cli_env: dict[str, str], paths: Paths) -> list[str]:
+    cli(cli_env, "expect", "--provider", "github", "--state", "s-other")
+    return [login["status"] for login in logins(paths) if login["id"]][:1]
+
+
+async def test_status_says_where_the_credentials_and_the_log_are(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s-st")
+
+    result = await asyncio.to_thread(cli, cli_env, "status")
+
+    assert (
+        "credentials:    API key from the environment, bearer token from the environment"
+        in result.stdout
+    )
+    assert f"log:            {paths.daemon_log}" in result.stdout
