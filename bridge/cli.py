@@ -384,6 +384,10 @@ def command_in(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not sys.platform.startswith("linux"):
+        # The control socket's peer check and the daemon's locks are Linux calls.
+        print(f"oauth-bridge runs on Linux only, not on {sys.platform}.", file=sys.stderr)
+        return ExitCode.USAGE
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(command_in(argv))
     args = parser.parse_args(argv)

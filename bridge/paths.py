@@ -7,7 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bridge.errors import UnsafeRuntimeDir, UsageError
 
@@ -65,10 +65,29 @@ def default_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> P
         # in tests, and platformdirs costs a few milliseconds to import.
         import platformdirs
 
-        runtime = runtime or platformdirs.user_runtime_dir(APP_NAME)
+        if not runtime:
+            runtime = _runtime_dir(platformdirs)
         state = state or platformdirs.user_state_dir(APP_NAME)
         config = config or str(Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml")
     return Paths(runtime_dir=Path(runtime), state_dir=Path(state), config_file=Path(config))
+
+
+def _runtime_dir(platformdirs: Any) -> str:
+    """platformdirs' runtime dir, with one plain sentence instead of its warning."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime = str(platformdirs.user_runtime_dir(APP_NAME))
+    if caught:
+        # Cron, sudo -u, containers and some SSH sessions have no XDG_RUNTIME_DIR.
+        print(
+            f"oauth-bridge: XDG_RUNTIME_DIR is not set, so the control socket is in "
+            f"{runtime} (set OAUTH_BRIDGE_RUNTIME_DIR to choose)",
+            file=sys.stderr,
+        )
+    return runtime
 
 
 def ensure_private_dir(path: Path) -> None:

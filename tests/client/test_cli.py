@@ -603,3 +603,18 @@ async def test_status_says_where_the_credentials_and_the_log_are(
         in result.stdout
     )
     assert f"log:            {paths.daemon_log}" in result.stdout
+
+
+def test_without_xdg_runtime_dir_one_plain_sentence_not_a_warning(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        k: v for k, v in cli_env.items() if k not in ("XDG_RUNTIME_DIR", "OAUTH_BRIDGE_RUNTIME_DIR")
+    }
+
+    result = cli(env, "status")
+
+    assert result.returncode == 3
+    assert "XDG_RUNTIME_DIR is not set, so the control socket is in" in result.stderr
+    assert "Warning" not in result.stderr
+    assert "site-packages" not in result.stderr
