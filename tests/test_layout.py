@@ -16,7 +16,7 @@ from tests.conftest import REPO, daemon_environ
 PACKAGE = REPO / "bridge"
 SERVER_STACK = ("aiohttp", "pydantic", "pydantic_core", "yarl", "multidict")
 # A tool's process may use bridge's shared modules and bridge.client, nothing else of ours.
-SHARED = ("bridge", "bridge.errors", "bridge.paths", "bridge.client")
+SHARED = ("bridge", "bridge.errors", "bridge.paths", "bridge.fingerprint", "bridge.client")
 
 
 def module_name(path: Path) -> str:

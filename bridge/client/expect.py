@@ -7,6 +7,7 @@ import json
 from urllib.parse import quote
 
 from bridge.client.api import Bridge, check_redirect_uri, state_from_auth_url
+from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.terminal import say
 from bridge.client.waiting import read_secret_argument, tell_where_to_sign_in, wait_and_report
 from bridge.errors import ExitCode, UsageError
@@ -34,6 +35,8 @@ def run_expect(args: argparse.Namespace) -> int:
         _, redirect_uri = state_from_auth_url(auth_url)  # a bad URL fails before any start
 
     bridge = Bridge(start=not args.no_start)
+    warn_of_other_settings(bridge)
+    warn_without_credentials(bridge)
     if auth_url is not None and redirect_uri is None:
         say(
             "note: the authorization URL has no redirect_uri, so it cannot be checked; "

@@ -6,13 +6,14 @@ import argparse
 
 from bridge.client.api import Bridge
 from bridge.client.expect import check_wait_arguments
-from bridge.client.terminal import say
+from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.waiting import report, tell_where_to_sign_in, wait_and_report
 
 
 def run_login(args: argparse.Namespace) -> int:
     check_wait_arguments(args)
     bridge = Bridge(start=not args.no_start)
+    warn_of_other_settings(bridge)
     warn_without_credentials(bridge)
     login = bridge.login(
         args.provider,
@@ -27,14 +28,3 @@ def run_login(args: argparse.Namespace) -> int:
     assert login.auth_url is not None
     tell_where_to_sign_in(login.auth_url, daemon_url=bridge.url, open_it=not args.no_open)
     return wait_and_report(bridge, login, timeout=args.timeout, as_json=args.json)
-
-
-def warn_without_credentials(bridge: Bridge) -> None:
-    """Say so before the browser opens when the daemon has no credential to use."""
-    sources = bridge.daemon_status.get("credentials") or {}
-    if sources and not (sources.get("api_key") or sources.get("bearer_token")):
-        say(
-            "warning: the daemon has no LangSmith credential (no API key, no bearer token), so "
-            "LangSmith will refuse this login. Set LANGSMITH_API_KEY (or api_key_file in the "
-            "config file) where the daemon starts, then 'oauth-bridge stop' and try again."
-        )

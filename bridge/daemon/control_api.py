@@ -27,6 +27,7 @@ from bridge.daemon.control_schema import (
 from bridge.daemon.model import Login, Outcome, Status, rfc3339
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached
+from bridge.fingerprint import fingerprint
 
 MAX_WAIT_SECONDS = 300.0
 
@@ -272,6 +273,7 @@ async def status(request: web.Request) -> web.Response:
     """Describe the daemon for ``oauth-bridge status``: never a secret."""
     bridge = services(request.app)
     bridge.logins.expire_due()
+    credentials = bridge.config.credentials
     now = time.time()
     return web.json_response(
         {
@@ -284,6 +286,9 @@ async def status(request: web.Request) -> web.Response:
             "pending": bridge.logins.store.pending_count,
             "control_plane_url": str(bridge.config.settings.control_plane_url),
             "credentials": bridge.config.credentials.sources,
+            "api_key_fingerprint": (
+                fingerprint(credentials.api_key) if credentials.api_key else None
+            ),
             "log": bridge.log_location,
             "recent_logins": [login.to_json() for login in bridge.logins.store.recent(10)],
         }

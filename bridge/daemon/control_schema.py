@@ -152,6 +152,10 @@ class DaemonStatus(DescribedAnswer):
     pending: int
     control_plane_url: str
     credentials: CredentialSources
+    api_key_fingerprint: str | None = Field(
+        description="12 hex digits that tell API keys apart (never the key): a tool compares "
+        "its own LANGSMITH_API_KEY's to see whether this daemon uses the same key."
+    )
     log: str = Field(description="Where the daemon's log goes.")
     recent_logins: list[LoginObject]
 

@@ -618,3 +618,24 @@ def test_without_xdg_runtime_dir_one_plain_sentence_not_a_warning(
     assert "XDG_RUNTIME_DIR is not set, so the control socket is in" in result.stderr
     assert "Warning" not in result.stderr
     assert "site-packages" not in result.stderr
+
+
+async def test_a_tool_with_other_settings_than_the_running_daemon_is_warned(
+    cli_env: dict[str, str],
+) -> None:
+    same = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "a")
+    other_key = {**cli_env, "LANGSMITH_API_KEY": "another-tools-key"}
+    other_plane = {**cli_env, "OAUTH_BRIDGE_CONTROL_PLANE_URL": "https://eu.api.host.langchain.com"}
+
+    keyed = await asyncio.to_thread(
+        cli, other_key, "expect", "--provider", "github", "--state", "b"
+    )
+    planed = await asyncio.to_thread(
+        cli, other_plane, "expect", "--provider", "github", "--state", "c"
+    )
+
+    assert "uses another" not in same.stderr
+    assert "uses another API key than this environment names" in keyed.stderr
+    assert "another-tools-key" not in keyed.stderr
+    assert "uses another control plane" in planed.stderr
+    assert "'oauth-bridge stop'" in planed.stderr
