@@ -639,3 +639,43 @@ async def test_a_tool_with_other_settings_than_the_running_daemon_is_warned(
     assert "another-tools-key" not in keyed.stderr
     assert "uses another control plane" in planed.stderr
     assert "'oauth-bridge stop'" in planed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--ttl", "5000"], "--ttl must be between 1 and 3600 seconds, not 5000"),
+        (["--wait", "--timeout", "-1"], "--timeout must be 0 or more seconds, not -1"),
+    ],
+)
+def test_a_bad_ttl_or_timeout_is_refused_in_the_clis_own_words(
+    cli_env: dict[str, str], args: list[str], words: str
+) -> None:
+    result = cli(cli_env, "expect", "--provider", "github", "--state", "s", *args)
+
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "pydantic" not in result.stderr
+
+
+def test_login_ids_never_start_with_a_dash() -> None:
+    from bridge.daemon.store import new_login_id
+
+    ids = [new_login_id() for _ in range(5000)]  # without the rule, ~78 would
+
+    assert [i for i in ids if i.startswith("-")] == []
+
+
+def test_the_verbose_flag_works_after_the_command_too(cli_env: dict[str, str]) -> None:
+    result = cli(cli_env, "cancel", "nope", "--verbose")
+
+    assert result.returncode == 1  # the traceback of DaemonUnavailable, as --verbose asks
+    assert "Traceback" in result.stderr
+
+
+def test_a_bare_oauth_bridge_prints_the_help(cli_env: dict[str, str]) -> None:
+    result = cli(cli_env)
+
+    assert result.returncode == 2
+    assert "usage: oauth-bridge" in result.stdout
+    assert "login" in result.stdout
