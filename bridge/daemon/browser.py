@@ -11,7 +11,12 @@ from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict, MultiMapping
 
 from bridge import __version__
-from bridge.daemon.callback import REASONS, CallbackResult, handle_callback
+from bridge.daemon.callback import (
+    FIRST_LOOK_SECONDS,
+    REASONS,
+    CallbackResult,
+    handle_callback,
+)
 from bridge.daemon.model import Login, Status
 from bridge.daemon.pages import render, render_home
 from bridge.daemon.services import SERVICES, Services, services
@@ -125,7 +130,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         agent_auth=bridge.agent_auth,
         provider_id=request.match_info["provider_id"],
         params=params,
-        wait_seconds=bridge.callback_wait_seconds,
+        wait_seconds=FIRST_LOOK_SECONDS,
     )
     if bridge.logins.stopping:
         # The daemon is shutting down: a redirect would land on a closed port, so the
@@ -168,7 +173,8 @@ async def result(request: web.Request) -> web.Response:
     if login is None:
         return page_response("unknown", status=404, reason="no-login")
     if not login.status.terminal:
-        login = await bridge.logins.wait_terminal(login.id, bridge.callback_wait_seconds) or login
+        # Not known yet (a slow control plane): the page says so and reloads itself.
+        login = await bridge.logins.wait_terminal(login.id, FIRST_LOOK_SECONDS) or login
     return page_response(login.status.value, status=200, login=login)
 
 

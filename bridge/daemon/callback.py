@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 # and response parameters MUST NOT be included more than once"). These are named in the
 # refusal; any other repeated one is refused too.
 SINGLE_VALUED = ("code", "state", "iss", "error")
-# How long a repeat of a callback waits for the first one's forward, beyond its deadline.
+# How long a paste (or a repeat of one) waits for a forward, beyond the forward's own bound.
 REPEAT_WAIT_MARGIN = 5.0
+# How long a browser's callback waits for the outcome before its 303: past this the
+# result page says "Finishing sign-in" and refreshes itself, rather than a blank tab.
+FIRST_LOOK_SECONDS = 1.0
 
 
 # Why a callback was refused, by key: the result page's address carries the key, so it
@@ -112,18 +115,12 @@ async def handle_callback(
             task = logins.track_forward(
                 _forward(logins, control_plane, agent_auth, login=login, code=code, state=state)
             )
-            # shield: if this handler is cancelled (shutdown, or a server that cancels
-            # handlers of closed connections), the forward still runs to its end.
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                handler = asyncio.current_task()
-                if handler is not None and handler.cancelling():
-                    raise
-                # The forward itself was cancelled (shutdown's drain ran out): it is
-                # recorded as interrupted, which is what this callback now shows.
+            # asyncio.wait, not await: if this handler is cancelled (shutdown, a server
+            # that cancels handlers of closed connections) or its wait runs out, the
+            # forward still runs to its end.
+            await asyncio.wait({task}, timeout=wait_seconds)
 
-    final = await logins.wait_terminal(login.id, wait_seconds + REPEAT_WAIT_MARGIN)
+    final = await logins.wait_terminal(login.id, wait_seconds)
     if final is None:
         return CallbackResult("unknown", reason="no-login")
     return CallbackResult(final.status.value, final)

@@ -17,7 +17,7 @@ from yarl import URL
 from bridge import __version__
 from bridge.daemon import auth_service
 from bridge.daemon.auth_service import CallFailed
-from bridge.daemon.callback import handle_callback
+from bridge.daemon.callback import REPEAT_WAIT_MARGIN, handle_callback
 from bridge.daemon.control_schema import (
     AgentAuthLoginRequest,
     AllowLoopbackRequest,
@@ -259,7 +259,7 @@ async def complete(request: web.Request) -> web.Response:
         agent_auth=bridge.agent_auth,
         provider_id=parts[2],
         params=url.query,
-        wait_seconds=bridge.callback_wait_seconds,
+        wait_seconds=bridge.callback_wait_seconds + REPEAT_WAIT_MARGIN,
     )
     if outcome.reason == "stopping":
         return problem(503, "stopping", outcome.message)

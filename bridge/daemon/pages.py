@@ -27,8 +27,8 @@ WORDING: dict[str, tuple[str, str, str]] = {
         "#57606a",
     ),
     "forwarding": (
-        "Still finishing…",
-        "Reload this page in a moment to see the outcome.",
+        "Finishing sign-in…",
+        "This page shows the outcome by itself in a moment.",
         "#0969da",
     ),
     "pending": (
@@ -91,11 +91,14 @@ def render_home() -> str:
 
 def _page(page_status: str, title: str, lines: list[str], accent: str) -> str:
     status = escape(page_status, quote=True)
+    # No script needed to see the outcome: a page still finishing reloads itself.
+    refresh = '<meta http-equiv="refresh" content="2">\n' if page_status == "forwarding" else ""
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta name="oauth-bridge-status" content="{status}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        + refresh
+        + '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="referrer" content="no-referrer">\n'
         f"<title>{escape(title)} · oauth-bridge</title>\n"
         f"<style>{STYLE}main {{ --accent: {accent}; }}</style></head>\n"

@@ -395,14 +395,14 @@ def test_the_cli_does_not_import_the_server_stack(cli_env: dict[str, str]) -> No
 async def test_a_daemon_that_fails_to_start_is_reported_with_its_log_tail(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
-    paths.config_file.write_text("port = 'not a port'\n", encoding="utf-8")
+    paths.config_file.write_text("port = 70000\n", encoding="utf-8")
     del cli_env["OAUTH_BRIDGE_PORT"]
 
     result = await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s")
 
     assert result.returncode == 3
     assert "the daemon did not start (exit 2)" in result.stderr
-    assert "key 'port': Input should be a valid integer" in result.stderr
+    assert "key 'port': Input should be less than or equal to 65535" in result.stderr
     assert str(paths.state_dir / "daemon.log") in result.stderr
 
 

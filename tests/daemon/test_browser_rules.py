@@ -395,3 +395,33 @@ async def test_the_expiry_timer_wakes_a_waiter_at_the_ttl(bridge: RunningDaemon)
     expired = await asyncio.wait_for(bridge.login(login["id"], wait=30), 5)
 
     assert expired["status"] == "expired"
+
+
+async def test_a_slow_control_plane_gets_the_browser_a_finishing_page_at_once(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    login = await bridge.register("github", "st-slow")
+    control_plane.script.hang = True  # the forward waits until released
+
+    async with bridge.browser.get(
+        f"{bridge.url}/callback/github?code=c&state=st-slow", allow_redirects=False
+    ) as redirect:
+        location = redirect.headers["Location"]
+        status = redirect.status
+    async with bridge.browser.get(f"{bridge.url}{location}") as page:
+        finishing = await page.text()
+    repeat, _, _ = await bridge.hit("code=c&state=st-slow")  # a reload of the callback
+    control_plane.release.set()
+    done = await bridge.login(login["id"], wait=10)
+    async with bridge.browser.get(f"{bridge.url}{location}") as page:
+        final = await page.text()
+
+    assert (status, location) == (303, f"/result/{login['id']}")  # while the forward hung
+    assert meta_status(finishing) == "forwarding"
+    assert '<meta http-equiv="refresh" content="2">' in finishing
+    assert "Finishing sign-in" in finishing
+    assert repeat == 200
+    assert done["status"] == "succeeded"
+    assert meta_status(final) == "succeeded"
+    assert 'http-equiv="refresh"' not in final
+    assert len(control_plane.calls) == 1
