@@ -122,7 +122,11 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
         # A kept-alive connection is dropped after 4 s idle, below the 5 s of uvicorn's
         # default (FastAPI's server) and of common proxies: a forward never goes out on a
         # connection the other side is closing at that moment.
-        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
+        # limit=0: each pending Agent Auth login holds one long-poll to the control plane;
+        # with aiohttp's default pool of 100, the 101st pending login made every forward
+        # wait for a free connection until its connect timed out. The pending limit bounds
+        # the pool instead (and the open-file limit is raised to fit).
+        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS, limit=0)
         async with aiohttp.ClientSession(
             timeout=timeout, trust_env=False, raise_for_status=False, connector=connector
         ) as session:

@@ -297,3 +297,19 @@ async def wait_until(condition: Any, seconds: float = 5.0) -> None:
     while not condition():
         assert loop.time() < deadline, "the condition never held"
         await asyncio.sleep(0.01)
+
+
+async def test_many_waiting_logins_never_hold_up_a_forward(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.allow("github", f"{bridge.url}/callback/github")
+    # More long-polls than aiohttp's default connection pool holds (100).
+    started = [await start_login(bridge) for _ in range(120)]
+    await wait_until(lambda: control_plane.waits_in_flight == 120, seconds=10)
+    state = query_of(started[-1][1]["auth_url"])["state"]
+
+    await bridge.hit(f"code=c-many&state={state}")
+    done = await bridge.login(started[-1][1]["id"], wait=10)
+
+    assert done["status"] == "succeeded", done["result"]
+    assert done["result"]["token"] is not None
