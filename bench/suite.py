@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import (
+    agent_auth,
     cli_latency,
     cold_start,
     end_to_end,
@@ -20,6 +21,7 @@ FIGURES: tuple[Figure, ...] = (
     rejection.FIGURE,
     forward_overhead.FIGURE,
     end_to_end.FIGURE,
+    agent_auth.FIGURE,
     registrations.FIGURE,
     memory.FIGURE,
     idle_cost.FIGURE,

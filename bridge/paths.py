@@ -140,15 +140,33 @@ def ensure_state_dir(path: Path) -> None:
     check_private_dir(path, "OAUTH_BRIDGE_STATE_DIR")
 
 
+def _unmapped_owner() -> set[int]:
+    """Return the uid files of unmapped owners show as in a user namespace, if we are in one.
+
+    Under systemd's PrivateUsers=yes (the sandbox drop-in) root's /run/user shows as
+    owned by the overflow uid (65534). Such a parent is trusted as root's would be; it
+    must still not be writable by others.
+    """
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as handle:
+            mapping = handle.read().split()
+        if mapping == ["0", "0", "4294967295"]:
+            return set()  # the initial namespace: owners are what they say
+        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as handle:
+            return {int(handle.read())}
+    except (OSError, ValueError):
+        return set()
+
+
 def check_parents(path: Path) -> None:
     """Refuse a path whose parents another user could change (rename, replace, link)."""
-    me = os.getuid()
+    trusted = {0, os.getuid(), *_unmapped_owner()}
     for parent in path.absolute().parents:
         try:
             info = parent.stat()
         except OSError:
             continue  # not there yet: it will be created by us, 0700
-        foreign = info.st_uid not in (0, me)
+        foreign = info.st_uid not in trusted
         shared = bool(info.st_mode & 0o022) and not info.st_mode & stat.S_ISVTX
         if foreign or shared:
             whose = f"owned by uid {info.st_uid}" if foreign else "writable by others"

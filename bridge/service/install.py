@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -34,6 +35,13 @@ _ENABLE_LINKS = {
 }
 
 _PLACEHOLDER = "@EXECSTART@"
+DEFAULT_PORT = 8765  # the port the unit files in systemd/ are written with
+PORT_ENV = "OAUTH_BRIDGE_PORT"
+# The socket unit's loopback listeners, whose port is rendered from the configuration.
+_LISTEN_STREAM = re.compile(r"^(ListenStream=(?:127\.0\.0\.1|\[::1\])):\d+$", re.MULTILINE)
+# Where a port from the environment is handed on to the service (the user manager's
+# environment is not the installing shell's).
+_STATE_DIR_LINE = "Environment=OAUTH_BRIDGE_STATE_DIR=%h/.local/state/oauth-bridge\n"
 _MARKER = "# Written by `oauth-bridge install-service` (sha256 "
 _MARKER_NOTE = "# It refuses to overwrite or remove this file once edited, unless given --force.\n"
 
@@ -134,10 +142,67 @@ def _body_hash(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def render(name: str) -> str:
-    """Return the unit file `name` as this command writes it."""
+@dataclass(frozen=True)
+class Port:
+    """The TCP port the daemon is configured to listen on, and where that was said."""
+
+    number: int = DEFAULT_PORT
+    origin: str = "the default"
+
+    @property
+    def from_environment(self) -> bool:
+        return self.origin == f"environment variable {PORT_ENV}"
+
+
+class PortProblem(Exception):
+    """The configured port cannot be written into a unit; the message says why."""
+
+
+def configured_port(environ: Mapping[str, str] | None = None) -> Port:
+    """Resolve the port as `serve` will: OAUTH_BRIDGE_PORT, else the config file's `port`."""
+    import tomllib
+
+    from bridge.paths import default_paths
+
+    env = os.environ if environ is None else environ
+    if env.get(PORT_ENV, "") != "":
+        return _check_port(env[PORT_ENV], f"environment variable {PORT_ENV}")
+    config_file = default_paths(dict(env)).config_file
+    try:
+        with config_file.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        return Port()
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PortProblem(f"cannot read the port from {config_file}: {exc}") from None
+    if "port" not in values:
+        return Port()
+    return _check_port(values["port"], f"{config_file}: key 'port'")
+
+
+def _check_port(value: object, origin: str) -> Port:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, bool) else -1
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise PortProblem(f"{origin}: {value!r} is not a TCP port (1 to 65535)")
+    return Port(number, origin)
+
+
+def render(name: str, port: Port | None = None) -> str:
+    """Return the unit file `name` as this command writes it, for the configured port."""
+    port = port or Port()
     body = _templates().joinpath(name).read_text(encoding="utf-8")
     body = body.replace(_PLACEHOLDER, exec_start())
+    if name in SOCKETS:
+        body = _LISTEN_STREAM.sub(rf"\g<1>:{port.number}", body)
+    if name == SERVICE and port.from_environment:
+        body = body.replace(
+            _STATE_DIR_LINE,
+            f"{_STATE_DIR_LINE}# The port given to install-service in {PORT_ENV}.\n"
+            f"Environment={PORT_ENV}={port.number}\n",
+        )
     return f"{_MARKER}{_body_hash(body)})\n{_MARKER_NOTE}{body}"
 
 
@@ -197,6 +262,10 @@ def _links_to(link: Path, unit: Path) -> bool:
 
 def _systemctl(*arguments: str) -> list[str]:
     return ["systemctl", "--user", *arguments]
+
+
+# A running daemon keeps the units it was started with until it restarts.
+_RESTART = _systemctl("try-restart", SERVICE)
 
 
 def _format(command: Sequence[str]) -> str:
@@ -262,8 +331,25 @@ def run(args: argparse.Namespace) -> int:
         print("Refusing: the interpreter's path contains a newline.", file=err)
         return ExitCode.USAGE
 
+    try:
+        port = configured_port()
+    except PortProblem as exc:
+        print(f"Refusing: {exc}.", file=err)
+        return ExitCode.USAGE
+    if args.socket and port.number == 0:
+        print(
+            f'Refusing --socket: the port is 0 ({port.origin}), "any free port", but a\n'
+            "socket unit listens on one fixed port, the one providers redirect to.\n"
+            f"Configure a port (`port = {DEFAULT_PORT}` in the config file), or install\n"
+            "without --socket.",
+            file=err,
+        )
+        return ExitCode.USAGE
+
     directory = unit_dir()
-    changes = [_Change(directory / name, render(name), _read(directory / name)) for name in names]
+    changes = [
+        _Change(directory / name, render(name, port), _read(directory / name)) for name in names
+    ]
 
     if args.dry_run:
         for change in changes:
@@ -288,19 +374,104 @@ def run(args: argparse.Namespace) -> int:
     if args.sandbox:
         # The drop-in's ReadWritePaths= must exist before the service starts.
         state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    if args.socket and port.number != DEFAULT_PORT:
+        print(
+            f"listening on 127.0.0.1:{port.number} and [::1]:{port.number} ({port.origin})",
+            file=out,
+        )
 
     # Enabling the sockets is enough: the first connection starts the service.
     units = SOCKETS if args.socket else (SERVICE,)
     commands = [_systemctl("daemon-reload"), _systemctl("enable", "--now", *units)]
+    changed = not all(change.unchanged for change in changes)
     if args.enable:
         status = _run_commands(commands, out, err)
+        if status == ExitCode.OK and changed:
+            status = _restart_when_safe(out, err)
     else:
         print("Now run:", file=out)
         for command in commands:
             print(f"  {_format(command)}", file=out)
+        if changed and any(change.current is not None for change in changes):
+            print("and, if oauth-bridge.service is running, once no login is under way:", file=out)
+            print(f"  {_format(_RESTART)}", file=out)
         status = ExitCode.OK
     _print_linger_hint(out)
+    _print_credentials_hint(out)
     return status
+
+
+def _print_credentials_hint(out: TextIO, environ: Mapping[str, str] | None = None) -> None:
+    """Say where a service's credential must come from when no config file names one."""
+    import tomllib
+
+    from bridge.paths import default_paths
+
+    config_file = default_paths(dict(os.environ if environ is None else environ)).config_file
+    try:
+        with config_file.open("rb") as handle:
+            values = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        values = {}
+    if values.get("api_key_file") or values.get("bearer_token_file"):
+        return
+    print(
+        "A service does not see your shell's LANGSMITH_API_KEY: put the key in a file "
+        f"(chmod 600) and name it in {config_file}:",
+        file=out,
+    )
+    print('  api_key_file = "api-key"    # relative to the config file', file=out)
+
+
+def _logins_under_way() -> int | None:
+    """Ask the running daemon how many logins are pending or forwarding (None: no answer)."""
+    from bridge.client.transport import ControlClient
+    from bridge.errors import BridgeError
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not os.path.isabs(runtime):
+        return None
+    # The unit pins OAUTH_BRIDGE_RUNTIME_DIR=%t/oauth-bridge: this is its control socket.
+    client = ControlClient(Path(runtime) / "oauth-bridge" / "control.sock")
+    try:
+        answer = client.request("GET", "/v1/status", timeout=5.0)
+    except BridgeError:
+        return None
+    body = answer.body
+    if answer.status != 200 or not isinstance(body, dict):
+        return None
+    pending = body.get("pending")
+    recent = body.get("recent_logins")
+    forwarding = sum(
+        1
+        for login in (recent if isinstance(recent, list) else [])
+        if isinstance(login, dict) and login.get("status") == "forwarding"
+    )
+    return pending + forwarding if isinstance(pending, int) else None
+
+
+def _restart_when_safe(out: TextIO, err: TextIO) -> ExitCode:
+    """Restart a running daemon onto the new units, unless a login is under way."""
+    active = subprocess.run(
+        _systemctl("is-active", "--quiet", SERVICE), check=False, capture_output=True
+    )
+    if active.returncode != 0:
+        return ExitCode.OK  # not running: the next start reads the new units
+    under_way = _logins_under_way()
+    if under_way == 0:
+        return _run_commands([_RESTART], out, err)
+    why = (
+        f"{under_way} login(s) under way"
+        if under_way is not None
+        else "its control socket did not say whether a login is under way"
+    )
+    print(
+        f"{SERVICE} is running with the units it started with ({why}), and was left\n"
+        "running. To run the new units, once no login is under way:\n"
+        f"  {_format(_RESTART)}",
+        file=err,
+    )
+    return ExitCode.OK
 
 
 def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -328,10 +499,15 @@ def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return ExitCode.OK
 
     units = [*SOCKETS, SERVICE]
+    # A unit that failed (a start limit hit, a watchdog kill) would otherwise stay
+    # listed as not-found/failed after its file is gone.
+    reset = _systemctl("reset-failed", *units)
     status = ExitCode.OK
     if args.enable:
         # Disable while the unit files still exist: systemctl reads [Install].
         status = _run_commands([_systemctl("disable", "--now", *units)], out, err)
+        if status == ExitCode.OK:
+            _reset_failed(reset, out)
     for path in [*links, *(path for path, _ in present)]:
         path.unlink(missing_ok=True)
         print(f"removed: {path}", file=out)
@@ -349,5 +525,13 @@ def _uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         print("Now run:", file=out)
         print(f"  {_format(stop)}", file=out)
+        print(f"  {_format(reset)}", file=out)
         print(f"  {_format(reload)}", file=out)
     return status
+
+
+def _reset_failed(command: Sequence[str], out: TextIO) -> None:
+    """Forget the units' failed state while they are still loaded."""
+    print(f"$ {_format(command)}", file=out, flush=True)
+    # It fails only for a unit systemd never loaded, which has no state to forget.
+    subprocess.run(list(command), check=False, capture_output=True)

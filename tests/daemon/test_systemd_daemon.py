@@ -573,3 +573,69 @@ def test_a_non_loopback_socket_from_systemd_is_refused(runtime: Paths) -> None:
 
     assert result.returncode == 2
     assert "which is not loopback" in result.stderr
+
+
+def adopt_and_serve(
+    runtime: Paths, names: str, *sockets: socket.socket, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `serve` on ``sockets`` as systemd passes them (LISTEN_FDNAMES=``names``)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ADOPT,
+            names,
+            str(len(sockets)),
+            *(str(sock.fileno()) for sock in sockets),
+            *serve_argv()[1:],
+        ],
+        env=daemon_environ(runtime, NO_FORWARD, **extra),
+        cwd=REPO,
+        pass_fds=tuple(sock.fileno() for sock in sockets),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def test_a_unix_socket_passed_as_http_is_refused_cleanly(runtime: Paths, tmp_path: Path) -> None:
+    # Plays an edited unit: ListenStream=%t/oauth-bridge/web.sock in oauth-bridge.socket.
+    with socket.socket(socket.AF_UNIX) as web, socket.socket(socket.AF_UNIX) as control:
+        web.bind(str(tmp_path / "web.sock"))
+        web.listen()
+        control.bind(str(runtime.control_socket))
+        control.listen()
+        result = adopt_and_serve(runtime, "http:control", web, control)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "'http'" in result.stderr
+    assert "fix ListenStream=" in result.stderr
+    assert "oauth-bridge.socket" in result.stderr
+
+
+async def test_sockets_on_another_port_than_configured_draw_a_warning(
+    runtime: Paths, socket_activate: Callable[..., Awaitable[Served]]
+) -> None:
+    configured = free_port()
+    served = await socket_activate(
+        daemon_environ(runtime, NO_FORWARD, OAUTH_BRIDGE_PORT=str(configured))
+    )
+
+    assert (await healthz(served.port))[0] == 200  # served where systemd listens
+    await served.ready()
+    assert (
+        f"systemd passed sockets on port {served.port}, but the configured port is {configured}"
+        in served.log_text()
+    )
+
+
+async def test_sockets_on_the_configured_port_draw_no_warning(
+    runtime: Paths, socket_activate: Callable[..., Awaitable[Served]]
+) -> None:
+    served = await socket_activate(daemon_environ(runtime, NO_FORWARD))  # port 0: any
+
+    assert (await healthz(served.port))[0] == 200
+    await served.ready()
+    assert "but the configured port is" not in served.log_text()

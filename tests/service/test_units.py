@@ -346,3 +346,114 @@ def test_the_probe_agrees_with_unshare(tmp_path: Path) -> None:
     problem = user_namespace_problem(tmp_path)  # no sysctls there: the probe decides
 
     assert expected == (problem is None), problem
+
+
+# --- the port, as the daemon is configured -----------------------------------
+
+
+def test_socket_units_listen_on_the_port_of_the_config_file(
+    home: Path, unit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = home / ".config" / "oauth-bridge" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("port = 9876\n")
+    monkeypatch.delenv("OAUTH_BRIDGE_PORT", raising=False)
+    monkeypatch.delenv("OAUTH_BRIDGE_CONFIG", raising=False)
+
+    assert install("--socket") == 0
+
+    socket_unit = (unit_dir / SOCKETS[0]).read_text()
+    assert "ListenStream=127.0.0.1:9876\n" in socket_unit
+    assert "ListenStream=[::1]:9876\n" in socket_unit
+    assert "8765" not in socket_unit
+    # The daemon reads the same file: nothing to hand on.
+    assert "OAUTH_BRIDGE_PORT" not in (unit_dir / SERVICE).read_text()
+
+
+def test_a_port_from_the_environment_goes_to_the_sockets_and_the_service(
+    unit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTH_BRIDGE_PORT", "9877")
+
+    assert install("--socket") == 0
+
+    assert "ListenStream=127.0.0.1:9877\n" in (unit_dir / SOCKETS[0]).read_text()
+    # The user manager does not have the installing shell's environment.
+    assert "Environment=OAUTH_BRIDGE_PORT=9877\n" in (unit_dir / SERVICE).read_text()
+    result = analyze("verify", *(str(unit_dir / name) for name in (SERVICE, *SOCKETS)))
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("0", "socket unit listens on one fixed port"), ("http", "is not a TCP port")],
+)
+def test_socket_install_refuses_a_port_it_cannot_listen_on(
+    unit_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv("OAUTH_BRIDGE_PORT", value)
+
+    assert install("--socket") == 2
+
+    assert said in capsys.readouterr().err
+    assert not unit_dir.exists()
+
+
+def test_a_changed_port_replaces_the_unedited_socket_unit(
+    unit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert install("--socket") == 0
+    monkeypatch.setenv("OAUTH_BRIDGE_PORT", "9878")
+
+    assert install("--socket") == 0
+
+    assert "ListenStream=127.0.0.1:9878\n" in (unit_dir / SOCKETS[0]).read_text()
+
+
+def test_uninstall_says_to_reset_failed_units(
+    unit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert install("--socket") == 0
+
+    assert install("--uninstall") == 0
+
+    assert (
+        "  systemctl --user reset-failed oauth-bridge.socket oauth-bridge-control.socket"
+        " oauth-bridge.service\n" in capsys.readouterr().out
+    )
+
+
+def test_reinstalling_changed_units_says_to_restart_a_running_daemon(
+    unit_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert install("--socket") == 0
+    assert "try-restart" not in capsys.readouterr().out  # nothing ran before: no daemon
+    monkeypatch.setenv("OAUTH_BRIDGE_PORT", "9879")
+
+    assert install("--socket") == 0
+
+    assert "  systemctl --user try-restart oauth-bridge.service\n" in capsys.readouterr().out
+
+
+def test_install_says_where_the_services_credential_must_come_from(
+    home: Path,
+    userns_ok: None,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("OAUTH_BRIDGE_CONFIG", str(config))
+
+    install("--socket")
+    without = capsys.readouterr().out
+    config.write_text('api_key_file = "api-key"\n')
+    install("--socket", "--force")
+    named = capsys.readouterr().out
+
+    assert f"name it in {config}" in without
+    assert "LANGSMITH_API_KEY" not in named
