@@ -54,8 +54,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         dest="idle_exit_seconds",
-        help="exit after this long with no login under way and no connection "
-        "(meant for systemd socket activation, which restarts on demand)",
+        help="exit after this long with no login under way and no connection (systemd's "
+        "sockets, or the next tool command, start it again; a daemon started by a tool "
+        "exits after 600 s)",
     )
 
 

@@ -26,6 +26,9 @@ START_DEADLINE_SECONDS = 15.0
 # Starts refused with exit 3 (the lock or the port taken) are tried this many times.
 START_ATTEMPTS = 3
 POLL_SECONDS = 0.01
+# An auto-started daemon exits after this long with nothing under way: nobody stops it
+# otherwise, and the next tool command starts a new one in a fraction of a second.
+AUTO_IDLE_EXIT_SECONDS = 600
 # An auto-started daemon's log is rotated at each start past this size (one old copy).
 MAX_LOG_BYTES = 1 << 20
 
@@ -125,7 +128,7 @@ def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
     with os.fdopen(fd, "ab") as log:
         process = subprocess.Popen(
             # -P: never import a `bridge` from the caller's working directory.
-            [sys.executable, "-P", "-m", "bridge", "serve"],
+            [sys.executable, "-P", "-m", "bridge", "serve", *idle_exit_argument()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -134,6 +137,14 @@ def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
             close_fds=True,
         )
     return offset, process
+
+
+def idle_exit_argument(environ: dict[str, str] | None = None) -> list[str]:
+    """Have an auto-started daemon exit when idle, unless the environment says otherwise."""
+    env = os.environ if environ is None else environ
+    if env.get("OAUTH_BRIDGE_IDLE_EXIT_SECONDS"):
+        return []  # the daemon reads it itself
+    return ["--idle-exit", str(AUTO_IDLE_EXIT_SECONDS)]
 
 
 def rotate(log_path: Path) -> None:

@@ -194,12 +194,10 @@ class Daemon:
                 self.services = bridge
                 self.ready.set()
                 watchdog = Watchdog(self.notifier, loop)
-                idle_exit = settings.idle_exit_seconds
-                if idle_exit is not None and not listeners.adopted:
-                    # Without systemd holding the sockets, nothing would restart us.
-                    log.warning("--idle-exit applies only under socket activation: ignored")
-                    idle_exit = None
-                idle = IdleExit(bridge, runners, idle_exit, stop)
+                # Under socket activation systemd keeps the sockets and starts us again;
+                # an auto-started daemon releases its port and files, and the next tool
+                # command starts a new one.
+                idle = IdleExit(bridge, runners, settings.idle_exit_seconds, stop)
                 await stop.wait()
                 log.info(
                     "stopping: no new connections; waiting up to %.0fs for forwards",

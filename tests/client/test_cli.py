@@ -679,3 +679,17 @@ def test_a_bare_oauth_bridge_prints_the_help(cli_env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert "usage: oauth-bridge" in result.stdout
     assert "login" in result.stdout
+
+
+async def test_an_auto_started_daemon_exits_when_idle_unless_told_otherwise(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "i")
+    (pid,) = serve_pids(paths)
+    cmdline = await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
+
+    assert b"\0--idle-exit\x00600" in cmdline
+
+    from bridge.client.autostart import idle_exit_argument
+
+    assert idle_exit_argument({"OAUTH_BRIDGE_IDLE_EXIT_SECONDS": "60"}) == []

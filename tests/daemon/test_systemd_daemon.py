@@ -497,15 +497,16 @@ async def test_a_connection_after_an_idle_exit_is_served_by_the_next_daemon(
     assert json.loads(body) == {"status": "ok"}
 
 
-async def test_idle_exit_is_ignored_without_socket_activation(
+async def test_idle_exit_without_socket_activation_releases_the_port_and_files(
     runtime: Paths, spawn: Callable[..., Served]
 ) -> None:
     served = spawn(serve_argv("--idle-exit", str(IDLE_EXIT)), daemon_environ(runtime, NO_FORWARD))
     await served.ready()
 
-    with pytest.raises(subprocess.TimeoutExpired):
-        await served.exit_code(within=2.5 * IDLE_EXIT)
-    assert "--idle-exit applies only under socket activation: ignored" in served.log_text()
+    assert await served.exit_code(within=5 * IDLE_EXIT) == 0
+    assert not runtime.daemon_json.exists()
+    assert not runtime.control_socket.exists()
+    assert "idle for" in served.log_text()
 
 
 async def test_expect_wakes_a_socket_activated_daemon_instead_of_starting_one(
