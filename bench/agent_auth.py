@@ -31,7 +31,9 @@ async def through_daemon(control: aiohttp.ClientSession) -> float:
     async with control.post(f"{CONTROL}/v1/logins", json=BODY) as response:
         await response.read()
         if response.status != 201:
-            raise RuntimeError(f"POST /v1/logins answered {response.status}: {await response.text()}")
+            raise RuntimeError(
+                f"POST /v1/logins answered {response.status}: {await response.text()}"
+            )
     return time.perf_counter() - started
 
 
