@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import urllib.request
 from dataclasses import dataclass, field
@@ -123,7 +124,11 @@ def _probe_oauth_bridge(url: str, port: int) -> str | None:
             server = str(response.headers.get("Server", ""))
     except Exception:  # any failure means "not an oauth-bridge we can name"
         return None
-    return server if server.startswith("oauth-bridge/") else None
+    # A squatter chooses its Server header: only our own shape is named, and nothing
+    # of it reaches the terminal unescaped.
+    if not re.fullmatch(r"oauth-bridge/[0-9A-Za-z.+-]{1,40}", server):
+        return None
+    return server
 
 
 def bind_control(path: Path) -> socket.socket:

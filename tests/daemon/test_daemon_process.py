@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -461,3 +462,40 @@ def test_the_log_level_flag_takes_any_case() -> None:
     args = build_parser("serve").parse_args(["serve", "--log-level", "DEBUG"])
 
     assert args.log_level == "debug"
+
+
+async def test_a_squatters_server_header_never_reaches_the_terminal(
+    paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    import threading
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(8)
+    port = squatter.getsockname()[1]
+    answer = (
+        b"HTTP/1.1 200 OK\r\nServer: oauth-bridge/1.0\x1b]0;owned\x07\x1b[2J\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\nok"
+    )
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = squatter.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        env = daemon_environ(paths, control_plane.url)
+        env.pop("OAUTH_BRIDGE_PORT")
+        result = await asyncio.to_thread(
+            run_serve, paths, env, "--port", str(port), "--host", "127.0.0.1"
+        )
+    finally:
+        squatter.close()
+
+    assert result.returncode == 3
+    assert "\x1b" not in result.stderr
+    assert "in use by another program" in result.stderr
