@@ -171,7 +171,8 @@ async def result(request: web.Request) -> web.Response:
     bridge = services(request.app)
     login = bridge.logins.get(request.match_info["login_id"])
     if login is None:
-        return page_response("unknown", status=404, reason="no-login")
+        # A result address is only ever given for a real login: its retention ran out.
+        return page_response("unknown", status=404, reason="forgotten")
     if not login.status.terminal:
         # Not known yet (a slow control plane): the page says so and reloads itself.
         login = await bridge.logins.wait_terminal(login.id, FIRST_LOOK_SECONDS) or login

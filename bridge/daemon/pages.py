@@ -9,7 +9,7 @@ from bridge.daemon.model import Login
 # (heading, what to do next, accent colour) for each page status.
 WORDING: dict[str, tuple[str, str, str]] = {
     "succeeded": ("Connected", "You can close this tab and return to your application.", "#1a7f37"),
-    "failed": ("The connection failed", "Return to your application and try again.", "#cf222e"),
+    "failed": ("Could not connect", "Nothing more is needed from you on this page.", "#cf222e"),
     "denied": (
         "Access was denied",
         "The provider reported that access was not granted. "
@@ -62,6 +62,24 @@ footer { margin-top: 1.5rem; font-size: .8rem; opacity: .6; }
 """
 
 
+# What went wrong, for the person at the browser: by error code, never LangSmith's own
+# words (the application that waits has those, and they talk of HTTP and API keys).
+FAILURES: dict[str, str] = {
+    "control_plane_rejected": "LangSmith refused to finish the connection. Your application "
+    "has the details; check its LangSmith settings, then try again.",
+    "validation_error": "LangSmith refused to finish the connection. Your application has "
+    "the details.",
+    "control_plane_error": "LangSmith could not finish the connection just now. Try again in "
+    "a moment from your application.",
+    "control_plane_unreachable": "LangSmith could not be reached from this computer. Check "
+    "the network, then try again from your application.",
+    "issuer_mismatch": "The answer did not come from the expected sign-in service, so "
+    "nothing was sent anywhere. Start again from your application.",
+    "interrupted": "oauth-bridge stopped while it was finishing. Start again from your "
+    "application.",
+}
+
+
 def render(page_status: str, *, login: Login | None = None, reason: str = "") -> str:
     """Render the page for a status; ``reason`` and the login's result are escaped."""
     heading, advice, accent = WORDING.get(page_status, WORDING["unknown"])
@@ -70,12 +88,20 @@ def render(page_status: str, *, login: Login | None = None, reason: str = "") ->
     if login is not None:
         provider = f" to {escape(login.provider_id)}"
         result = login.result or {}
-        message = result.get("message") or result.get("error_description")
-        if isinstance(message, str) and page_status != "succeeded":
-            lines.append(f'<p class="detail">{escape(message)}</p>')
+        error = str(result.get("error") or "")
+        if page_status == "failed" and error == "provider_error":
+            said = result.get("error_description") or result.get("provider_error") or ""
+            lines.append(
+                f'<p class="detail">{escape(login.provider_id)} reported an error: '
+                f"{escape(str(said))}</p>"
+            )
+        elif page_status == "failed" and error in FAILURES:
+            lines.append(f"<p>{escape(FAILURES[error])}</p>")
+        elif page_status == "denied" and isinstance(result.get("error_description"), str):
+            lines.append(f'<p class="detail">{escape(result["error_description"])}</p>')
     if reason:
         lines.append(f'<p class="detail">{escape(reason)}</p>')
-    title = f"{heading}{provider}" if page_status == "succeeded" else heading
+    title = f"{heading}{provider}" if page_status in ("succeeded", "failed") else heading
     return _page(page_status, title, lines, accent)
 
 

@@ -425,3 +425,27 @@ async def test_a_slow_control_plane_gets_the_browser_a_finishing_page_at_once(
     assert meta_status(final) == "succeeded"
     assert 'http-equiv="refresh"' not in final
     assert len(control_plane.calls) == 1
+
+
+async def test_a_failed_page_names_the_provider_and_speaks_to_the_user(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    await bridge.register("github", "st-words")
+    control_plane.answer(401, {"detail": "Invalid API key"})
+
+    status, page, _ = await bridge.hit("code=c&state=st-words")
+
+    assert (status, meta_status(page)) == (200, "failed")
+    assert "Could not connect to github" in page
+    assert "LangSmith refused to finish the connection" in page
+    for jargon in ("control plane", "callback", "HTTP 401", "API key", "Invalid API key"):
+        assert jargon not in page
+
+
+async def test_a_result_page_whose_login_was_forgotten_says_so(bridge: RunningDaemon) -> None:
+    async with bridge.browser.get(f"{bridge.url}/result/forgotten-login-id") as response:
+        page = await response.text()
+        status = response.status
+
+    assert (status, meta_status(page)) == (404, "unknown")
+    assert "no longer kept here" in page
