@@ -13,6 +13,7 @@ from multidict import MultiDict, MultiMapping
 from bridge import __version__
 from bridge.daemon.callback import (
     FIRST_LOOK_SECONDS,
+    NOT_NOW,
     REASONS,
     CallbackResult,
     handle_callback,
@@ -132,9 +133,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
         params=params,
         wait_seconds=FIRST_LOOK_SECONDS,
     )
-    if bridge.logins.stopping:
-        # The daemon is shutting down: a redirect would land on a closed port, so the
-        # outcome is shown right here instead.
+    if bridge.logins.stopping or outcome.reason in NOT_NOW:
+        # Shutting down (a redirect would land on a closed port) or short of resources:
+        # the page is shown right here, so that reloading this address completes it.
         return page_response(
             outcome.page_status,
             status=outcome.http_status,

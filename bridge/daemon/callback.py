@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from dataclasses import dataclass
 
 from multidict import MultiMapping
@@ -44,7 +46,11 @@ REASONS = {
     "for a quarter of an hour); your application has it.",
     "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "
     "seconds to finish signing in.",
+    "no-resources": "oauth-bridge is short of resources on this computer and sent nothing "
+    "yet. Reload this page in a few seconds to finish signing in.",
 }
+# Refusals that leave the login pending: the same callback, reloaded, completes it.
+NOT_NOW = ("stopping", "no-resources")
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class CallbackResult:
 
     @property
     def http_status(self) -> int:
-        if self.reason == "stopping":
+        if self.reason in NOT_NOW:
             return 503
         return {"invalid": 400, "unknown": 404}.get(self.page_status, 200)
 
@@ -112,6 +118,11 @@ async def handle_callback(
             # Not now: the login stays pending, and the same callback, reloaded once the
             # daemon is back, completes it.
             return CallbackResult(Status.PENDING.value, login, reason="stopping")
+        elif not can_open_a_socket():
+            # Out of file descriptors: the forward could not even connect. Consuming the
+            # state now would fail the login for nothing; it stays pending for a reload.
+            log.warning("login %s: no file descriptor left for the forward; not sent", login.id)
+            return CallbackResult(Status.PENDING.value, login, reason="no-resources")
         elif logins.begin_forward(login.id):
             log.info("login %s forwarding to the control plane", login.id)
             task = logins.track_forward(
@@ -126,6 +137,17 @@ async def handle_callback(
     if final is None:
         return CallbackResult("unknown", reason="no-login")
     return CallbackResult(final.status.value, final)
+
+
+def can_open_a_socket() -> bool:
+    """Say whether a socket can be opened now: out of descriptors, a forward cannot connect."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            return False
+        raise
+    return True
 
 
 def _refusal(

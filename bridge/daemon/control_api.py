@@ -17,7 +17,7 @@ from yarl import URL
 from bridge import __version__
 from bridge.daemon import auth_service
 from bridge.daemon.auth_service import CallFailed
-from bridge.daemon.callback import REPEAT_WAIT_MARGIN, handle_callback
+from bridge.daemon.callback import NOT_NOW, REPEAT_WAIT_MARGIN, handle_callback
 from bridge.daemon.control_schema import (
     AgentAuthLoginRequest,
     AllowLoopbackRequest,
@@ -261,8 +261,8 @@ async def complete(request: web.Request) -> web.Response:
         params=url.query,
         wait_seconds=bridge.callback_wait_seconds + REPEAT_WAIT_MARGIN,
     )
-    if outcome.reason == "stopping":
-        return problem(503, "stopping", outcome.message)
+    if outcome.reason in NOT_NOW:
+        return problem(503, outcome.reason.replace("-", "_"), outcome.message)
     if outcome.login is None:
         status = 400 if outcome.page_status == "invalid" else 404
         return problem(status, "bad_url" if status == 400 else "not_found", outcome.message)

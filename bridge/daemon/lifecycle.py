@@ -365,8 +365,11 @@ def harden_process() -> None:
     many open files as the hard limit allows: at systemd's default soft limit of 1024,
     idle connections could starve the control socket and the forward of descriptors.
     """
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.umask(0o077)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError) as exc:  # a seccomp filter may refuse it: say so, go on
+        log.warning("could not turn off core dumps: %s", exc)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)

@@ -215,3 +215,34 @@ def test_a_sticky_world_writable_parent_like_tmp_is_fine(paths: Paths, tmp_path:
     ensure_state_dir(sticky / "state")
 
     assert stat.S_IMODE((sticky / "state").stat().st_mode) == 0o700
+
+
+async def test_out_of_descriptors_the_state_is_not_consumed_and_a_reload_completes_it(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.daemon.callback as callback
+
+    login = await bridge.register("github", "st-emfile")
+
+    class Exhausted:
+        """The operating system with every file descriptor in use."""
+
+        AF_INET = socket.AF_INET
+        SOCK_STREAM = socket.SOCK_STREAM
+
+        @staticmethod
+        def socket(*args: object) -> None:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(callback, "socket", Exhausted)
+    status, page, _ = await bridge.hit("code=c&state=st-emfile")
+    pending = await bridge.login(login["id"])
+    monkeypatch.undo()
+    reloaded, _, _ = await bridge.hit("code=c&state=st-emfile")
+
+    assert (status, meta_status(page)) == (503, "pending")
+    assert "Reload this page" in page
+    assert pending["status"] == "pending"
+    assert reloaded == 200
+    assert (await bridge.login(login["id"], wait=10))["status"] == "succeeded"
+    assert len(control_plane.calls) == 1

@@ -83,7 +83,7 @@ async def test_a_forward_cut_off_by_shutdown_still_answers_the_browser(
     status, page, _ = await asyncio.wait_for(hit, 10)
 
     assert (status, meta_status(page)) == (200, "failed")
-    assert "stopped while forwarding" in page
+    assert "oauth-bridge stopped while it was finishing" in page
     final = running.services.logins.get(login["id"])
     assert final is not None
     assert final.result is not None
