@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bridge.daemon.control_schema import (
@@ -52,3 +53,12 @@ async def test_every_answer_is_what_the_document_says(
     assert len(LoginList.model_validate(listed).logins) == 2
     DaemonStatus.model_validate(status)
     AllowLoopbackResult.model_validate(allowed)
+
+
+def test_the_generator_writes_the_document_where_it_is_told(tmp_path: Path) -> None:
+    from bridge.daemon.openapi import main
+
+    target = tmp_path / "openapi.json"
+
+    assert main([str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == render()
