@@ -128,7 +128,7 @@ def _wait_flow(
 ) -> Generator[Step, Answer | None, dict[str, Any]]:
     """Long-poll a login until it ends; ride out a restart of the daemon. Return the login."""
     started = time.monotonic()
-    expires = _epoch(login["expires_at"])
+    expires = epoch_of(login["expires_at"])
     # Past the TTL the daemon expires the login itself; the margin lets us see that answer.
     deadline = started + (
         timeout if timeout is not None else max(0.0, expires - time.time()) + EXPIRY_MARGIN
@@ -311,7 +311,8 @@ def check_redirect_uri(redirect_uri: str, *, daemon_url: str, provider_id: str) 
     )
 
 
-def _epoch(rfc3339: str) -> float:
+def epoch_of(rfc3339: str) -> float:
+    """Return the Unix time of an RFC 3339 timestamp of the login object."""
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 

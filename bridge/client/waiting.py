@@ -13,10 +13,9 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
-from bridge.client.api import Bridge, Login
+from bridge.client.api import Bridge, Login, epoch_of
 from bridge.client.terminal import printable, say
 from bridge.errors import EXIT_FOR_STATUS, ExitCode
 
@@ -46,7 +45,7 @@ def cancelling_signals() -> Iterator[None]:
 def wait_and_report(bridge: Bridge, login: Login, *, timeout: float | None, as_json: bool) -> int:
     """Wait for the login's outcome, say it, and return the contract's exit code."""
     live = sys.stderr.isatty()
-    ends = _epoch(login.expires_at)
+    ends = epoch_of(login.expires_at)
     if timeout is not None:
         ends = min(ends, time.time() + timeout)
 
@@ -160,7 +159,3 @@ def read_secret_argument(value: str | None, what: str) -> str | None:
         f"(/proc/PID/cmdline); pass '{what} -' and write it to standard input instead."
     )
     return value
-
-
-def _epoch(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
