@@ -191,6 +191,27 @@ def _providers_arguments(providers: argparse.ArgumentParser) -> None:
     allow.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _doctor_arguments(doctor: argparse.ArgumentParser) -> None:
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument(
+        "--browser",
+        action="store_true",
+        help="also open a one-time address in the browser and check that it reaches the daemon",
+    )
+    doctor.add_argument(
+        "--browser-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="with --browser: how long to wait for the browser (default 60)",
+    )
+    doctor.add_argument(
+        "--no-start",
+        action="store_true",
+        help="do not start a daemon when none runs (the daemon check fails instead)",
+    )
+
+
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--browser",
@@ -316,6 +337,17 @@ COMMANDS: dict[str, Command] = {
         "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
         "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
     ),
+    "doctor": Command(
+        help="check what a login needs here, and say what to do about each problem",
+        add_arguments=_doctor_arguments,
+        description="Check the runtime and state dirs, the daemon (starting one if none "
+        "runs), its credentials, LangSmith reached and accepting them (a read of the "
+        "providers, never a login), each provider allowing this daemon's callback, "
+        "optionally a browser reaching the daemon, and the environment (SSH, WSL, dev "
+        "containers, Codespaces) with what makes a login work there.",
+        epilog="examples:\n  oauth-bridge doctor\n  oauth-bridge doctor --browser --json\n\n"
+        "exit codes: 0 every check passed, 1 a problem was found",
+    ),
     "providers": Command(
         help="manage providers on the control plane (allow-loopback)",
         add_arguments=_providers_arguments,
@@ -415,6 +447,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from bridge.client.expect import run_expect
 
         return run_expect(args)
+    if command == "doctor":
+        from bridge.client.doctor import run_doctor
+
+        return run_doctor(args)
     if command == "login":
         from bridge.client.login_command import run_login
 

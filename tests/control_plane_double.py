@@ -117,6 +117,7 @@ class ControlPlaneDouble:
         app.router.add_post("/v2/auth/callback/{provider_id}", self.callback)
         app.router.add_post("/v2/auth/authenticate", self.authenticate)
         app.router.add_get("/v2/auth/wait/{auth_id}", self.wait)
+        app.router.add_get("/v2/auth/providers", self.list_providers)
         app.router.add_get("/v2/auth/providers/{provider_id}", self.get_provider)
         app.router.add_patch("/v2/auth/providers/{provider_id}", self.patch_provider)
         app.router.add_get("/host-oauth-callback/{provider_id}", self.hosted_page)
@@ -238,6 +239,13 @@ class ControlPlaneDouble:
         if auth is None or auth.status == "gone":
             return web.json_response({"status": "not_found", "token": None})
         return web.json_response({"status": auth.status, "token": auth.token})
+
+    async def list_providers(self, request: web.Request) -> web.Response:
+        self._record(request)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        return web.json_response(list(self.providers.values()))
 
     async def get_provider(self, request: web.Request) -> web.Response:
         self._record(request)

@@ -119,6 +119,25 @@ async def wait(control_plane: ControlPlane, auth_id: str, seconds: float) -> Aut
     return _parse(reply, AuthWait, "report the login's outcome")
 
 
+async def list_providers(control_plane: ControlPlane) -> list[Provider]:
+    """Return the providers of the caller's organisation (a cheap authenticated read)."""
+    reply = await _call(control_plane, "GET", ("v2", "auth", "providers"))
+    body, _ = _json(reply.raw)
+    if 200 <= reply.status < 300:
+        # The shape of the list is not published: a bare list, or one under "providers".
+        items = body.get("providers") if isinstance(body, dict) else body
+        try:
+            return [Provider.model_validate(item) for item in items or []]
+        except (ValidationError, TypeError):
+            raise CallFailed(
+                FailureCode.CONTROL_PLANE_ERROR,
+                f"The control plane answered HTTP {reply.status} to the list of providers, "
+                "but not with a list; is the control plane URL right?",
+                control_plane_status=reply.status,
+            ) from None
+    raise refusal(reply.status, body, "list the providers")
+
+
 async def get_provider(control_plane: ControlPlane, provider_id: str) -> Provider:
     reply = await _call(control_plane, "GET", ("v2", "auth", "providers", provider_id))
     return _parse(reply, Provider, f"show the provider {provider_id!r}")

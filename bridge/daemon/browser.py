@@ -19,7 +19,7 @@ from bridge.daemon.callback import (
     handle_callback,
 )
 from bridge.daemon.model import Login, Status
-from bridge.daemon.pages import render, render_home
+from bridge.daemon.pages import render, render_home, render_self_test
 from bridge.daemon.services import SERVICES, Services, services
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,17 @@ async def home(request: web.Request) -> web.Response:
     return web.Response(text=render_home(), content_type="text/html", charset="utf-8")
 
 
+async def self_test(request: web.Request) -> web.Response:
+    """Answer doctor's one-time address: it proves a browser here reaches the daemon."""
+    seen = services(request.app).browser_checks.open(request.match_info["token"])
+    return web.Response(
+        text=render_self_test(seen),
+        status=200 if seen else 404,
+        content_type="text/html",
+        charset="utf-8",
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -211,4 +222,5 @@ def create_browser_app(bridge: Services) -> web.Application:
     app.router.add_get("/result/{login_id}", result, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", home, allow_head=False)
+    app.router.add_get("/self-test/{token}", self_test, allow_head=False)
     return app

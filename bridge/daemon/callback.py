@@ -123,7 +123,7 @@ async def handle_callback(
             # state now would fail the login for nothing; it stays pending for a reload.
             log.warning("login %s: no file descriptor left for the forward; not sent", login.id)
             return CallbackResult(Status.PENDING.value, login, reason="no-resources")
-        elif logins.begin_forward(login.id):
+        elif await logins.begin_forward(login.id):
             log.info("login %s forwarding to the control plane", login.id)
             task = logins.track_forward(
                 _forward(logins, control_plane, agent_auth, login=login, code=code, state=state)

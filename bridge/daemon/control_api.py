@@ -24,7 +24,7 @@ from bridge.daemon.control_schema import (
     CallbackRequest,
     LoginRequest,
 )
-from bridge.daemon.model import Login, Outcome, Status, rfc3339
+from bridge.daemon.model import FailureCode, Login, Outcome, Status, rfc3339
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached
 from bridge.fingerprint import fingerprint
@@ -295,6 +295,58 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def check_control_plane(request: web.Request) -> web.Response:
+    """For ``doctor``: can the control plane be reached, does it take our credentials, and
+    does each provider allow this daemon's callback? A cheap read, never a login."""
+    bridge = services(request.app)
+    answer: dict[str, Any] = {
+        "control_plane_url": str(bridge.config.settings.control_plane_url),
+        "reachable": True,
+        "accepted": True,
+        "message": "",
+        "providers": [],
+    }
+    try:
+        providers = await auth_service.list_providers(bridge.control_plane)
+    except CallFailed as exc:
+        answer["reachable"] = exc.error is not FailureCode.CONTROL_PLANE_UNREACHABLE
+        answer["accepted"] = False
+        answer["message"] = exc.message
+        answer["control_plane_status"] = exc.control_plane_status
+        return web.json_response(answer)
+    for provider in providers:
+        listed = provider.allowed_redirect_uris
+        redirect_uri = bridge.redirect_uri(provider.provider_id)
+        answer["providers"].append(
+            {
+                "provider_id": provider.provider_id,
+                "redirect_uri": redirect_uri,
+                # None: this deployment does not tell (no allowed_redirect_uris field).
+                "allows_this_daemon": None if listed is None else redirect_uri in listed,
+            }
+        )
+    return web.json_response(answer)
+
+
+async def start_browser_check(request: web.Request) -> web.Response:
+    """For ``doctor``: a one-time address a browser on this machine can open."""
+    bridge = services(request.app)
+    token = bridge.browser_checks.issue()
+    return web.json_response({"url": f"{bridge.url}/self-test/{token}", "token": token})
+
+
+async def browser_check(request: web.Request) -> web.Response:
+    """Say whether a browser opened the self-test address (long-poll with ?wait=)."""
+    bridge = services(request.app)
+    token = request.match_info["token"]
+    try:
+        wait = min(float(request.query.get("wait", "0")), MAX_WAIT_SECONDS)
+    except ValueError:
+        wait = 0.0
+    seen = await bridge.browser_checks.wait_seen(token, max(wait, 0.0))
+    return web.json_response({"seen": seen})
+
+
 async def _touch(request: web.Request, response: web.StreamResponse) -> None:
     services(request.app).touch()
 
@@ -311,4 +363,7 @@ def create_control_app(bridge: Services) -> web.Application:
     app.router.add_post("/v1/callbacks", complete)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/providers/{provider_id}/allow-loopback", allow_loopback)
+    app.router.add_get("/v1/checks/control-plane", check_control_plane)
+    app.router.add_post("/v1/checks/browser", start_browser_check)
+    app.router.add_get("/v1/checks/browser/{token}", browser_check)
     return app

@@ -115,6 +115,21 @@ def render_home() -> str:
     return _page("unknown", "oauth-bridge is running", lines, "#0969da")
 
 
+def render_self_test(seen: bool) -> str:
+    """Render the page ``doctor``'s one-time address shows a browser."""
+    if seen:
+        lines = [
+            "<p>This browser reaches oauth-bridge: sign-ins will come back here. "
+            "You can close this tab.</p>"
+        ]
+        return _page("unknown", "This browser reaches oauth-bridge", lines, "#1a7f37")
+    lines = [
+        "<p>This address was used already, or was never given out. Run "
+        "'oauth-bridge doctor --browser' again for a new one.</p>"
+    ]
+    return _page("unknown", "This check address is not valid", lines, "#9a6700")
+
+
 def _page(page_status: str, title: str, lines: list[str], accent: str) -> str:
     status = escape(page_status, quote=True)
     # No script needed to see the outcome: a page still finishing reloads itself.

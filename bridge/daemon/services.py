@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import sqlite3
 import time
 import urllib.request
@@ -26,6 +28,40 @@ from bridge.paths import Paths
 log = logging.getLogger(__name__)
 
 
+class BrowserChecks:
+    """One-time self-test addresses for ``doctor``: was each opened by a browser here?"""
+
+    LIMIT = 16  # a few at a time: they are for a person running doctor
+
+    def __init__(self) -> None:
+        self._seen: dict[str, asyncio.Event] = {}
+
+    def issue(self) -> str:
+        while len(self._seen) >= self.LIMIT:
+            self._seen.pop(next(iter(self._seen)))  # the oldest goes
+        token = secrets.token_urlsafe(16)
+        self._seen[token] = asyncio.Event()
+        return token
+
+    def open(self, token: str) -> bool:
+        """Mark ``token`` seen, once; False for one not issued (or already used)."""
+        event = self._seen.get(token)
+        if event is None or event.is_set():
+            return False
+        event.set()
+        return True
+
+    async def wait_seen(self, token: str, seconds: float) -> bool:
+        event = self._seen.get(token)
+        if event is None:
+            return False
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass
 class Services:
     """The daemon's shared parts; the listeners' address is filled in once they are bound."""
@@ -41,6 +77,7 @@ class Services:
     # Monotonic time of the last request on either listener, for the idle exit.
     last_activity: float = field(default_factory=time.monotonic)
     log_location: str = field(default_factory=log_location)
+    browser_checks: BrowserChecks = field(default_factory=BrowserChecks)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 from pathlib import Path
@@ -68,11 +69,14 @@ class LoginStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # WAL with synchronous=NORMAL: a commit is durable against a crash of the
         # process (SIGKILL included) without an fsync per registration; the one commit
-        # that must survive a crash of the machine is synced (begin_forward).
+        # that must survive a crash of the machine is synced (sync, before a forward).
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        # The WAL file exists from the first write on and lives as long as the
+        # connection: syncing it makes every commit so far durable.
+        self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(logins)")}
         if "auth_id" not in columns:  # a store from before Agent Auth
             self._db.execute("ALTER TABLE logins ADD COLUMN auth_id TEXT")
@@ -86,8 +90,19 @@ class LoginStore:
             "SELECT count(*) FROM logins WHERE status = 'pending'"
         ).fetchone()[0]
 
+    def sync(self) -> None:
+        """Put every commit so far on disk.
+
+        After a power cut a login must still read ``forwarding``, or a reload of the
+        callback would send a used code again, which some providers answer by revoking
+        the tokens already issued (RFC 6749 10.5). Commits live in the WAL: an fdatasync
+        of it, through a descriptor of our own (a sync is per file, not per descriptor).
+        """
+        os.fdatasync(self._wal)
+
     def close(self) -> None:
         self._db.close()
+        os.close(self._wal)
 
     def recover_interrupted(self, now: float) -> int:
         """Fail every login left ``forwarding`` by a previous run: it is never resent."""
@@ -182,22 +197,15 @@ class LoginStore:
         return [self._login(row) for row in rows]
 
     def begin_forward(self, login_id: str, now: float) -> bool:
-        """Move a live pending login to ``forwarding``, durably; False if anything got there first.
+        """Move a live pending login to ``forwarding``; False if anything got there first.
 
-        This one commit is synced to disk before it returns (synchronous=FULL syncs the
-        WAL at commit): after a power cut the login must still read ``forwarding``, or a
-        reload of the callback would send a used code again, which some providers answer
-        by revoking the tokens already issued (RFC 6749 10.5). Registrations stay cheap.
+        The commit is not on disk yet: ``sync`` must run before the forward's first byte.
         """
-        self._db.execute("PRAGMA synchronous=FULL")
-        try:
-            cursor = self._db.execute(
-                "UPDATE logins SET status = 'forwarding'"
-                " WHERE id = ? AND status = 'pending' AND expires_at > ?",
-                (login_id, now),
-            )
-        finally:
-            self._db.execute("PRAGMA synchronous=NORMAL")
+        cursor = self._db.execute(
+            "UPDATE logins SET status = 'forwarding'"
+            " WHERE id = ? AND status = 'pending' AND expires_at > ?",
+            (login_id, now),
+        )
         if cursor.rowcount:
             self._pending -= 1
         return cursor.rowcount == 1

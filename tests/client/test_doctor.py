@@ -1,0 +1,150 @@
+"""``oauth-bridge doctor`` passes on a healthy setup and names each planted problem."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from bridge.paths import Paths, read_daemon_json
+from tests.client.test_cli import cli
+from tests.control_plane_double import ControlPlaneDouble
+
+
+async def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    result = await asyncio.to_thread(cli, env, "doctor", "--json", *args)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return result.returncode, report
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {check["name"]: check for check in report["checks"]}
+
+
+async def test_a_healthy_setup_passes_every_check(
+    cli_env: dict[str, str], paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "h")
+    info = read_daemon_json(paths.daemon_json)
+    assert info is not None
+    control_plane.allow("github", f"{info['url']}/callback/github")
+
+    code, report = await doctor(cli_env)
+
+    assert code == 0, report
+    assert report["ok"] is True
+    checks = by_name(report)
+    assert {
+        "runtime dir",
+        "state dir",
+        "daemon",
+        "credentials",
+        "control plane",
+        "provider github",
+    } <= set(checks)
+    assert all(c["ok"] is not False for c in report["checks"])
+
+
+async def test_a_provider_that_does_not_allow_our_callback_is_named_with_the_fix(
+    cli_env: dict[str, str], control_plane: ControlPlaneDouble
+) -> None:
+    code, report = await doctor(cli_env)  # it starts the daemon itself
+
+    check = by_name(report)["provider github"]
+    assert code == 1
+    assert check["ok"] is False
+    assert "oauth-bridge providers allow-loopback github" in check["fix"]
+
+
+async def test_refused_credentials_fail_the_control_plane_check(
+    cli_env: dict[str, str], control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.api_key = "another-key"
+
+    code, report = await doctor(cli_env)
+
+    check = by_name(report)["control plane"]
+    assert (code, check["ok"]) == (1, False)
+    assert "refused" in check["detail"]
+
+
+async def test_an_unreachable_control_plane_fails_its_check(cli_env: dict[str, str]) -> None:
+    env = {
+        **cli_env,
+        "OAUTH_BRIDGE_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+        "OAUTH_BRIDGE_FORWARD_DEADLINE_SECONDS": "0.3",
+    }
+
+    code, report = await doctor(env)
+
+    check = by_name(report)["control plane"]
+    assert (code, check["ok"]) == (1, False)
+    assert "cannot be reached" in check["detail"]
+
+
+async def test_no_credential_fails_its_check(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "LANGSMITH_API_KEY": "", "OAUTH_BRIDGE_BEARER_TOKEN": ""}
+
+    code, report = await doctor(env)
+
+    check = by_name(report)["credentials"]
+    assert (code, check["ok"]) == (1, False)
+    assert "LANGSMITH_API_KEY" in check["fix"]
+
+
+async def test_a_state_dir_open_to_others_fails_its_check(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    paths.state_dir.mkdir(parents=True)
+    paths.state_dir.chmod(0o755)
+
+    code, report = await doctor(cli_env, "--no-start")
+
+    check = by_name(report)["state dir"]
+    assert (code, check["ok"]) == (1, False)
+    assert "open to other users" in check["detail"]
+
+
+async def test_no_daemon_and_a_port_held_by_another_program_are_named(
+    cli_env: dict[str, str],
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        env = {**cli_env, "OAUTH_BRIDGE_PORT": str(squatter.getsockname()[1])}
+
+        code, report = await doctor(env, "--no-start")
+
+    check = by_name(report)["daemon"]
+    assert (code, check["ok"]) == (1, False)
+    assert "held by another program" in check["fix"]
+
+
+async def test_a_browser_on_this_machine_is_seen_reaching_the_daemon(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    script = tmp_path / "browser.py"
+    script.write_text("import sys, urllib.request\nurllib.request.urlopen(sys.argv[1]).read()\n")
+    env = {**cli_env, "DISPLAY": ":99", "BROWSER": f"{sys.executable} {script} %s"}
+
+    _, seen = await doctor(env, "--browser", "--browser-timeout", "20")
+    _, unseen = await doctor(
+        {**cli_env, "DISPLAY": ":99", "BROWSER": "true"}, "--browser", "--browser-timeout", "0.5"
+    )
+
+    assert by_name(seen)["browser"]["ok"] is True
+    assert by_name(unseen)["browser"]["ok"] is False
+
+
+async def test_an_ssh_session_gets_the_port_forwarding_line(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22", "CODESPACES": "true"}
+
+    _, report = await doctor(env)
+
+    advice = [c for c in report["checks"] if c["name"] == "environment"]
+    assert any("ssh -L" in c["fix"] and "127.0.0.1" in c["fix"] for c in advice)
+    assert any("gh codespace ports forward" in c["fix"] for c in advice)
+    assert all(c["ok"] is None for c in advice)  # advice, not a failure
