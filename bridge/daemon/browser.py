@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict, MultiMapping
@@ -100,7 +101,9 @@ def is_prefetch(request: web.Request) -> bool:
 async def callback(request: web.Request) -> web.StreamResponse:
     """Receive the provider's redirect (GET, or POST for response_mode=form_post)."""
     if is_prefetch(request):
-        return web.Response(status=503, text="prefetch is not served here")
+        # 425 Too Early: a speculative fetch must not consume the state; the real
+        # navigation, which follows, does. (Not a 5xx: nothing failed here.)
+        return page_response("unknown", status=425, reason="prefetch")
     bridge = services(request.app)
     params: MultiMapping[str]
     if request.method == "POST":
@@ -114,6 +117,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             UnicodeDecodeError,
             AssertionError,
             RequestPayloadError,
+            HttpProcessingError,
             TimeoutError,
         ):
             # A form aiohttp cannot read: a multipart without boundary, a bogus charset, a

@@ -42,6 +42,7 @@ REASONS = {
     "malformed-body": "The form the browser posted could not be read.",
     "no-login": "No login is waiting for this state at this provider.",
     "not-a-page": "There is no page at this address.",
+    "prefetch": "This address is served only when it is opened, not fetched ahead of time.",
     "forgotten": "The outcome of this sign-in is no longer kept here (oauth-bridge keeps it "
     "for a quarter of an hour); your application has it.",
     "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "

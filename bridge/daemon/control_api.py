@@ -109,7 +109,21 @@ async def register(request: web.Request) -> web.Response:
             require_issuer=body.require_issuer,
         )
     except DuplicateState:
-        return problem(409, "conflict", "this state is already registered")
+        known = bridge.logins.find_by_state(body.state)
+        if known is None:  # swept between the insert and this look-up
+            return problem(409, "conflict", "this state is already registered")
+        hint = (
+            f"cancel it with 'oauth-bridge cancel {known.id}', or "
+            if not known.status.terminal
+            else ""
+        )
+        return problem(
+            409,
+            "conflict",
+            f"this state is already registered, for login {known.id} ({known.provider_id}, "
+            f"{known.status.value}); {hint}get a new authorization URL: a state is used once",
+            login=known.to_json(),
+        )
     except PendingLimitReached:
         return too_many_pending(bridge)
     return web.json_response(login.to_json(), status=201)

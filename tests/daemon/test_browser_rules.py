@@ -370,6 +370,7 @@ async def test_any_duplicated_parameter_is_invalid(
             b'--xx\r\nContent-Disposition: form-data; name="code"',
         ),
         ("application/x-www-form-urlencoded; charset=bogus", b"code=c&state=st-bad"),
+        ("multipart/form-data; boundary=xx", b"--xx\r\nbroken"),  # found by the fuzzer
     ],
 )
 async def test_a_malformed_form_post_is_invalid_and_consumes_nothing(

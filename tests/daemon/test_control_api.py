@@ -290,3 +290,16 @@ async def test_a_repeated_paste_waits_for_the_running_forward(
 
     assert [(status, body["status"]) for status, body in answers] == [(200, "succeeded")] * 2
     assert len(control_plane.calls) == 1
+
+
+async def test_a_repeated_state_names_the_login_it_collides_with(bridge: RunningDaemon) -> None:
+    first = await bridge.register("github", "dup-hint")
+
+    status, body = await call(
+        bridge, "POST", "/v1/logins", json={"provider_id": "github", "state": "dup-hint"}
+    )
+
+    assert status == 409
+    assert f"login {first['id']} (github, pending)" in body["message"]
+    assert f"oauth-bridge cancel {first['id']}" in body["message"]
+    assert body["login"]["id"] == first["id"]
