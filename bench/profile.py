@@ -25,7 +25,13 @@ CALLBACKS = 3000
 def importtime() -> str:
     """Return the start-up imports that cost most, by cumulative microseconds."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import bridge.daemon.lifecycle, bridge.daemon.config"],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "import bridge.daemon.lifecycle, bridge.daemon.config",
+        ],
         capture_output=True,
         text=True,
         check=True,
