@@ -62,6 +62,11 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 def _expect_arguments(expect: argparse.ArgumentParser) -> None:
     expect.add_argument(
+        "--client-name",
+        metavar="NAME",
+        help="how the browser's result page names your tool ('return to NAME')",
+    )
+    expect.add_argument(
         "--provider",
         required=True,
         metavar="ID",
@@ -130,6 +135,11 @@ def _complete_arguments(complete: argparse.ArgumentParser) -> None:
 
 
 def _login_arguments(login: argparse.ArgumentParser) -> None:
+    login.add_argument(
+        "--client-name",
+        metavar="NAME",
+        help="how the browser's result page names your tool ('return to NAME')",
+    )
     login.add_argument(
         "--provider", required=True, metavar="ID", help="provider id, as the control plane names it"
     )

@@ -66,8 +66,10 @@ def daemon_environ(paths: Paths, control_plane_url: str, **extra: str) -> dict[s
     return env
 
 
-def make_config(paths: Paths, control_plane_url: str, **extra: str) -> Config:
-    paths.config_file.write_text("", encoding="utf-8")
+def make_config(
+    paths: Paths, control_plane_url: str, config_text: str = "", **extra: str
+) -> Config:
+    paths.config_file.write_text(config_text, encoding="utf-8")
     return load_config(
         config_file=paths.config_file,
         explicit_file=True,
@@ -129,8 +131,8 @@ class RunningDaemon:
 async def start_daemon(paths: Paths, control_plane: ControlPlaneDouble) -> AsyncIterator[Any]:
     started: list[RunningDaemon] = []
 
-    async def start(**extra: str) -> RunningDaemon:
-        config = make_config(paths, control_plane.url, **extra)
+    async def start(config_text: str = "", **extra: str) -> RunningDaemon:
+        config = make_config(paths, control_plane.url, config_text, **extra)
         paths.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         daemon = Daemon(config=config, paths=paths, notifier=Notifier(None))

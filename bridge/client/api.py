@@ -174,9 +174,10 @@ def _wait_flow(
 class _Core:
     """What ``Bridge`` and ``AsyncBridge`` share and that does no I/O."""
 
-    def __init__(self, paths: Paths | None) -> None:
+    def __init__(self, paths: Paths | None, client_name: str | None = None) -> None:
         self.paths = paths or default_paths()
         self.daemon_url = ""
+        self.client_name = client_name
 
     def login_request(
         self,
@@ -198,6 +199,8 @@ class _Core:
             body["user_id"] = user_id
         if agent_id is not None:
             body["agent_id"] = agent_id
+        if self.client_name is not None:
+            body["client_name"] = self.client_name
         # authenticate, then register: the control plane's time counts too.
         return Call("POST", "/v1/logins", body, timeout=90)
 
@@ -227,6 +230,8 @@ class _Core:
         if issuer is not None:
             body["expected_issuer"] = issuer
             body["require_issuer"] = require_issuer
+        if self.client_name is not None:
+            body["client_name"] = self.client_name
         return Call("POST", "/v1/logins", body)
 
     @staticmethod
@@ -322,9 +327,14 @@ def epoch_of(rfc3339: str) -> float:
 class Bridge:
     """The running oauth-bridge daemon, for a blocking program (a CLI, a script)."""
 
-    def __init__(self, start: bool = True, *, paths: Paths | None = None) -> None:
-        """Find the running daemon, starting one if none runs (unless ``start=False``)."""
-        self._core = _Core(paths)
+    def __init__(
+        self, start: bool = True, *, client_name: str | None = None, paths: Paths | None = None
+    ) -> None:
+        """Find the running daemon, starting one if none runs (unless ``start=False``).
+
+        ``client_name`` is how the browser's page names your tool ("return to ...").
+        """
+        self._core = _Core(paths, client_name)
         info = ensure_daemon(self._core.paths, start=start)
         self._core.daemon_url = str(info["url"])
         self._client = ControlClient(self._core.paths.control_socket)
@@ -487,9 +497,11 @@ class Bridge:
 class AsyncBridge:
     """The running oauth-bridge daemon, for an asyncio program: every call is a coroutine."""
 
-    def __init__(self, start: bool = True, *, paths: Paths | None = None) -> None:
+    def __init__(
+        self, start: bool = True, *, client_name: str | None = None, paths: Paths | None = None
+    ) -> None:
         """Prepare to find the daemon (on the first call), starting one unless ``start=False``."""
-        self._core = _Core(paths)
+        self._core = _Core(paths, client_name)
         self._start = start
         self._client = AsyncControlClient(self._core.paths.control_socket)
 

@@ -34,7 +34,7 @@ def run_expect(args: argparse.Namespace) -> int:
     if auth_url is not None:
         _, redirect_uri = state_from_auth_url(auth_url)  # a bad URL fails before any start
 
-    bridge = Bridge(start=not args.no_start)
+    bridge = Bridge(start=not args.no_start, client_name=args.client_name)
     warn_of_other_settings(bridge)
     warn_without_credentials(bridge)
     if auth_url is not None and redirect_uri is None:

@@ -12,7 +12,7 @@ from bridge.client.waiting import report, tell_where_to_sign_in, wait_and_report
 
 def run_login(args: argparse.Namespace) -> int:
     check_wait_arguments(args)
-    bridge = Bridge(start=not args.no_start)
+    bridge = Bridge(start=not args.no_start, client_name=args.client_name)
     warn_of_other_settings(bridge)
     warn_without_credentials(bridge)
     login = bridge.login(

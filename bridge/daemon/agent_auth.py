@@ -64,6 +64,7 @@ class AgentAuth:
         user_id: str | None = None,
         agent_id: str | None = None,
         force_new: bool = False,
+        client_name: str | None = None,
     ) -> tuple[Login, str | None]:
         """Ask the control plane for a login; return it and the URL to open (None if connected).
 
@@ -86,6 +87,7 @@ class AgentAuth:
                 redirect_uri=redirect_uri,
                 ttl_seconds=ttl_seconds,
                 auth_id=started.auth_id or "",
+                client_name=client_name,
             )
             self.logins.finish(
                 login.id, _succeeded(started.token, already_connected=True), current=Status.PENDING
@@ -115,6 +117,7 @@ class AgentAuth:
             redirect_uri=redirect_uri,
             ttl_seconds=ttl_seconds,
             auth_id=started.auth_id,
+            client_name=client_name,
         )
         self.watch(login)
         return login, started.url

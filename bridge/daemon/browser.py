@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -73,10 +74,20 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
 
 
 def page_response(
-    page_status: str, *, status: int, reason: str = "", login: Login | None = None
+    page_status: str,
+    *,
+    status: int,
+    reason: str = "",
+    login: Login | None = None,
+    provider_names: Mapping[str, str] | None = None,
 ) -> web.Response:
     return web.Response(
-        text=render(page_status, reason=REASONS.get(reason, ""), login=login),
+        text=render(
+            page_status,
+            reason=REASONS.get(reason, ""),
+            login=login,
+            provider_names=provider_names,
+        ),
         status=status,
         content_type="text/html",
         charset="utf-8",
@@ -145,6 +156,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             status=outcome.http_status,
             reason=outcome.reason,
             login=outcome.login,
+            provider_names=bridge.config.settings.provider_names,
         )
     # 303 to a clean address: the code leaves the address bar and the history, and a
     # reload shows the outcome again instead of replaying the callback.
@@ -181,7 +193,12 @@ async def result(request: web.Request) -> web.Response:
     if not login.status.terminal:
         # Not known yet (a slow control plane): the page says so and reloads itself.
         login = await bridge.logins.wait_terminal(login.id, FIRST_LOOK_SECONDS) or login
-    return page_response(login.status.value, status=200, login=login)
+    return page_response(
+        login.status.value,
+        status=200,
+        login=login,
+        provider_names=bridge.config.settings.provider_names,
+    )
 
 
 async def refused(request: web.Request) -> web.Response:

@@ -90,6 +90,8 @@ class Settings(BaseModel):
     # A connection that sends no complete request head within this is closed.
     connection_idle_seconds: float = Field(default=10.0, gt=0, le=3600)
     idle_exit_seconds: float | None = Field(default=None, gt=0)
+    # How result pages name providers: {github = "GitHub"}; the id where none is given.
+    provider_names: dict[str, Annotated[str, Field(min_length=1, max_length=100)]] = {}
     # An http:// control plane off this machine would carry the API key in cleartext.
     allow_insecure_control_plane: bool = False
 

@@ -107,6 +107,7 @@ async def register(request: web.Request) -> web.Response:
             ttl_seconds=body.ttl_seconds,
             expected_issuer=body.expected_issuer,
             require_issuer=body.require_issuer,
+            client_name=body.client_name,
         )
     except DuplicateState:
         known = bridge.logins.find_by_state(body.state)
@@ -159,6 +160,7 @@ async def start_agent_auth(bridge: Services, body: AgentAuthLoginRequest) -> web
             user_id=body.user_id,
             agent_id=body.agent_id,
             force_new=body.force_new,
+            client_name=body.client_name,
         )
     except CallFailed as exc:
         return web.json_response(exc.to_json(), status=502)

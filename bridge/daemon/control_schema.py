@@ -29,6 +29,24 @@ TtlSeconds = Annotated[
 ]
 
 
+ClientName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="How the registering application names itself: the result page says "
+        "'return to <client_name>'.",
+    ),
+]
+
+
+def no_controls(value: str | None) -> str | None:
+    """Refuse control characters in a name shown to people."""
+    if value is not None and any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 def one_segment(value: str) -> str:
     """Refuse a provider id that could not be one path segment of the callback URL."""
     if "/" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
@@ -49,8 +67,10 @@ class LoginRequest(BaseModel):
     ttl_seconds: TtlSeconds = DEFAULT_TTL_SECONDS
     expected_issuer: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     require_issuer: bool = False
+    client_name: ClientName | None = None
 
     _provider = field_validator("provider_id")(one_segment)
+    _client = field_validator("client_name")(no_controls)
 
 
 class AgentAuthLoginRequest(BaseModel):
@@ -64,8 +84,10 @@ class AgentAuthLoginRequest(BaseModel):
     agent_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     force_new: bool = False
     ttl_seconds: TtlSeconds = DEFAULT_TTL_SECONDS
+    client_name: ClientName | None = None
 
     _provider = field_validator("provider_id")(one_segment)
+    _client = field_validator("client_name")(no_controls)
 
 
 class CallbackRequest(BaseModel):

@@ -64,6 +64,7 @@ class Logins:
         expected_issuer: str | None = None,
         require_issuer: bool = False,
         auth_id: str | None = None,
+        client_name: str | None = None,
     ) -> Login:
         if self._timer_at is not None and self._timer_at <= self.clock():
             self.expire_due()  # the timer is due but has not run yet: free expired places
@@ -76,6 +77,7 @@ class Logins:
             expected_issuer=expected_issuer,
             require_issuer=require_issuer,
             auth_id=auth_id,
+            client_name=client_name,
         )
         log.info(
             "login %s registered for %s%s, pending for %.0fs",

@@ -65,6 +65,8 @@ class Login:
     result: dict[str, JSON] | None = None
     # Agent Auth: the control plane's id of this login's auth request (never a secret).
     auth_id: str | None = None
+    # The application that registered it, as it named itself: the page says "return to".
+    client_name: str | None = None
 
     def to_json(self) -> dict[str, JSON]:
         """Render the contract's login object: never the state, never the code."""

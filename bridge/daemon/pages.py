@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from bridge.daemon.model import Login
@@ -80,23 +81,34 @@ FAILURES: dict[str, str] = {
 }
 
 
-def render(page_status: str, *, login: Login | None = None, reason: str = "") -> str:
-    """Render the page for a status; ``reason`` and the login's result are escaped."""
+def render(
+    page_status: str,
+    *,
+    login: Login | None = None,
+    reason: str = "",
+    provider_names: Mapping[str, str] | None = None,
+) -> str:
+    """Render the page for a status; ``reason`` and the login's result are escaped.
+
+    The provider is shown by its configured display name ("GitHub"), and the
+    application by the name it registered with, where there are such names.
+    """
     heading, advice, accent = WORDING.get(page_status, WORDING["unknown"])
-    lines = [f"<p>{escape(advice)}</p>"]
+    app = login.client_name if login is not None and login.client_name else "your application"
+    lines = [f"<p>{escape(advice.replace('your application', app))}</p>"]
     provider = ""
     if login is not None:
-        provider = f" to {escape(login.provider_id)}"
+        name = (provider_names or {}).get(login.provider_id, login.provider_id)
+        provider = f" to {escape(name)}"
         result = login.result or {}
         error = str(result.get("error") or "")
         if page_status == "failed" and error == "provider_error":
             said = result.get("error_description") or result.get("provider_error") or ""
             lines.append(
-                f'<p class="detail">{escape(login.provider_id)} reported an error: '
-                f"{escape(str(said))}</p>"
+                f'<p class="detail">{escape(name)} reported an error: {escape(str(said))}</p>'
             )
         elif page_status == "failed" and error in FAILURES:
-            lines.append(f"<p>{escape(FAILURES[error])}</p>")
+            lines.append(f"<p>{escape(FAILURES[error].replace('your application', app))}</p>")
         elif page_status == "denied" and isinstance(result.get("error_description"), str):
             lines.append(f'<p class="detail">{escape(result["error_description"])}</p>')
     if reason:

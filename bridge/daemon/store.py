@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS logins (
     require_issuer INTEGER NOT NULL DEFAULT 0,
     result TEXT,
     discard_at REAL,
-    auth_id TEXT
+    auth_id TEXT,
+    client_name TEXT
 );
 CREATE INDEX IF NOT EXISTS logins_pending_expiry ON logins (expires_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS logins_discard ON logins (discard_at) WHERE discard_at IS NOT NULL;
@@ -33,7 +34,7 @@ CREATE INDEX IF NOT EXISTS logins_in_flight ON logins (status) WHERE status = 'f
 
 COLUMNS = (
     "id, provider_id, status, redirect_uri, created_at, expires_at,"
-    " expected_issuer, require_issuer, result, auth_id"
+    " expected_issuer, require_issuer, result, auth_id, client_name"
 )
 
 
@@ -78,8 +79,9 @@ class LoginStore:
         # connection: syncing it makes every commit so far durable.
         self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(logins)")}
-        if "auth_id" not in columns:  # a store from before Agent Auth
-            self._db.execute("ALTER TABLE logins ADD COLUMN auth_id TEXT")
+        for column in ("auth_id", "client_name"):  # a store from an earlier version
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE logins ADD COLUMN {column} TEXT")
         self._answers: dict[str, dict[str, JSON]] = {}
         # Every state hash in the table: a stray or forged callback is refused without
         # a query, which is most of the cost of a flood of them.
@@ -128,6 +130,7 @@ class LoginStore:
         expected_issuer: str | None = None,
         require_issuer: bool = False,
         auth_id: str | None = None,
+        client_name: str | None = None,
     ) -> Login:
         if self._pending >= self.pending_limit:
             raise PendingLimitReached
@@ -142,12 +145,13 @@ class LoginStore:
             expected_issuer=expected_issuer,
             require_issuer=require_issuer,
             auth_id=auth_id,
+            client_name=client_name,
         )
         try:
             self._db.execute(
                 "INSERT INTO logins (id, state_hash, provider_id, status, redirect_uri,"
-                " created_at, expires_at, expected_issuer, require_issuer, auth_id)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                " created_at, expires_at, expected_issuer, require_issuer, auth_id,"
+                " client_name) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     login.id,
                     digest,
@@ -158,6 +162,7 @@ class LoginStore:
                     expected_issuer,
                     require_issuer,
                     auth_id,
+                    client_name,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -280,6 +285,7 @@ class LoginStore:
             require_issuer,
             result,
             auth_id,
+            client_name,
         ) = row
         assert isinstance(login_id, str)
         stored = json.loads(result) if isinstance(result, str) else None
@@ -301,4 +307,5 @@ class LoginStore:
             require_issuer=bool(require_issuer),
             result=stored,
             auth_id=None if auth_id is None else str(auth_id),
+            client_name=None if client_name is None else str(client_name),
         )

@@ -333,7 +333,7 @@ async def test_providers_allow_loopback_adds_the_callback_then_does_nothing(
     assert unknown.returncode == 10
 
 
-def consent(auth_url: str | None) -> None:
+def consent(auth_url: str | None) -> str:
     """Play the browser: the provider redirects to redirect_uri with a code and the state."""
     import urllib.request
 
@@ -342,6 +342,7 @@ def consent(auth_url: str | None) -> None:
     target = f"{query['redirect_uri']}?{urlencode({'code': 'c-api', 'state': query['state']})}"
     with urllib.request.urlopen(target) as page:  # noqa: S310  # a loopback URL of ours
         assert page.status == 200
+        return str(page.read().decode())
 
 
 async def until(find: Callable[[], Any], seconds: float = 15.0) -> Any:
@@ -351,3 +352,15 @@ async def until(find: Callable[[], Any], seconds: float = 15.0) -> Any:
         assert loop.time() < deadline, "never happened"
         await asyncio.sleep(0.01)
     return found
+
+
+async def test_the_tool_named_in_the_api_is_named_on_the_page(
+    cli_env: dict[str, str], daemon: DaemonProcess, paths: Paths
+) -> None:
+    def tool() -> str:
+        login = Bridge(start=False, paths=paths, client_name="Acme CLI").login("github", ["repo"])
+        return consent(login.auth_url)
+
+    page = await asyncio.to_thread(tool)
+
+    assert "return to Acme CLI" in page

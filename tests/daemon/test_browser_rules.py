@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
 
@@ -450,3 +451,26 @@ async def test_a_result_page_whose_login_was_forgotten_says_so(bridge: RunningDa
 
     assert (status, meta_status(page)) == (404, "unknown")
     assert "no longer kept here" in page
+
+
+async def test_the_page_names_the_provider_and_the_application_as_configured(
+    start_daemon: Any, control_plane: ControlPlaneDouble
+) -> None:
+    running: RunningDaemon = await start_daemon(
+        config_text='provider_names = { github = "GitHub" }\n'
+    )
+    login = await running.register("github", "st-names", client_name="Acme CLI")
+
+    _, page, _ = await running.hit("code=c&state=st-names")
+
+    assert "Connected to GitHub" in page
+    assert "return to Acme CLI" in page
+    assert (await running.login(login["id"]))["status"] == "succeeded"
+
+
+async def test_a_client_name_with_control_characters_is_refused(bridge: RunningDaemon) -> None:
+    async with bridge.control.post(
+        "http://bridge/v1/logins",
+        json={"provider_id": "github", "state": "st-ctl", "client_name": "Acme\x1b[2J"},
+    ) as response:
+        assert response.status == 422
