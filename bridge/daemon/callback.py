@@ -86,7 +86,11 @@ async def handle_callback(
     params: MultiMapping[str],
     wait_seconds: float,
 ) -> CallbackResult:
-    """Process one callback; whatever arrives concurrently, a state is forwarded at most once."""
+    """Process one callback; whatever arrives concurrently, a state is forwarded at most once.
+
+    It waits at most ``wait_seconds`` for the outcome, then answers with the login as it is.
+    """
+    deadline = asyncio.get_running_loop().time() + wait_seconds
     if len(set(params)) != len(params):
         for name in SINGLE_VALUED:
             if len(params.getall(name, [])) > 1:
@@ -134,7 +138,9 @@ async def handle_callback(
             # forward still runs to its end.
             await asyncio.wait({task}, timeout=wait_seconds)
 
-    final = await logins.wait_terminal(login.id, wait_seconds)
+    # One bound for the whole callback: what the forward's wait used is gone.
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    final = await logins.wait_terminal(login.id, remaining)
     if final is None:
         return CallbackResult("unknown", reason="no-login")
     return CallbackResult(final.status.value, final)

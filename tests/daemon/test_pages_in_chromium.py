@@ -160,3 +160,57 @@ async def test_an_unknown_state_page_leaves_no_code_in_the_address_bar(
 
     assert await status_of(page) == "unknown"
     assert "code=" not in page.url
+
+
+async def colours(page: Page) -> tuple[str, str]:
+    """The body's background and the heading's text colour, as Chromium computes them."""
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    text = await page.evaluate("getComputedStyle(document.querySelector('h1')).color")
+    return str(background), str(text)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_a_slow_forward_shows_finishing_then_reloads_itself_into_the_outcome(
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    browser: Browser,
+    provider: str,
+    scheme: str,
+) -> None:
+    login = await bridge.register("github", f"st-slow-{scheme}")
+    control_plane.script.delay = 4.0  # longer than the callback's and the page's first look
+    page = await browser.new_page(color_scheme=scheme)  # type: ignore[arg-type]
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
+    await authorize(page, provider, bridge, f"st-slow-{scheme}")
+
+    await page.click("#approve")
+    await page.wait_for_url(f"{bridge.url}/result/{login['id']}")
+    first = await status_of(page)
+    first_colours = await colours(page)
+    await page.wait_for_selector(
+        'meta[name="oauth-bridge-status"][content="succeeded"]', state="attached", timeout=15000
+    )
+
+    assert first == "forwarding"  # the tab was not left blank for the forward
+    assert await page.text_content("h1") == "Connected to github"
+    assert first_colours[0] != first_colours[1]  # readable in this colour scheme
+    assert blocked == []  # the reload needs no script: a meta refresh
+    assert len(control_plane.calls) == 1
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_home_and_a_missing_page_are_ours_in_both_schemes(
+    bridge: RunningDaemon, browser: Browser, scheme: str
+) -> None:
+    page = await browser.new_page(color_scheme=scheme)  # type: ignore[arg-type]
+
+    await page.goto(f"{bridge.url}/")
+    home = (await status_of(page), await page.text_content("h1"), await colours(page))
+    await page.goto(f"{bridge.url}/nothing/here")
+    missing = await status_of(page)
+
+    assert home[:2] == ("unknown", "oauth-bridge is running")
+    background, text = home[2]
+    assert background != text
+    assert missing == "unknown"
