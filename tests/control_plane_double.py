@@ -47,6 +47,10 @@ class Script:
     drop: bool = False
     # Send the success body in two writes with a pause between, as a slow network does.
     split_body: bool = False
+    # An Agent Auth request the callback claims: answer only after this long (the token
+    # is stored first, as the real one does), or answer with this status all the same.
+    after_claim_delay: float = 0.0
+    after_claim_status: int | None = None
 
 
 @dataclass
@@ -368,6 +372,10 @@ class ControlPlaneDouble:
             if auth.status != "pending":
                 return web.json_response({"detail": "Auth request already claimed"}, status=400)
             self._complete(auth)
+            if self.script.after_claim_delay:
+                await asyncio.sleep(self.script.after_claim_delay)  # the slowness under test
+            if self.script.after_claim_status is not None:
+                return web.json_response({"detail": "boom"}, status=self.script.after_claim_status)
         body = json.dumps({"connected": True, "provider_id": request.match_info["provider_id"]})
         if self.script.split_body:
             response = web.StreamResponse(headers={"Content-Type": "application/json"})

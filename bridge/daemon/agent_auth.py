@@ -9,6 +9,7 @@ ours, and how a successful forward learns the token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_POLL_SECONDS = 300.0
 # A wait that answers at once (no long-poll behind it) is asked again no sooner than this.
 MIN_POLL_INTERVAL = 1.0
+# A failed forward whose code the control plane may have used all the same.
+MAYBE_USED = (FailureCode.CONTROL_PLANE_ERROR.value, FailureCode.CONTROL_PLANE_UNREACHABLE.value)
 # After a failed wait, the pause before the next, doubling up to the last.
 WAIT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -132,7 +135,10 @@ class AgentAuth:
         watch.task.add_done_callback(lambda task: self._followed(login.id, task))
 
     def _followed(self, login_id: str, task: asyncio.Task[None]) -> None:
-        self._watches.pop(login_id, None)
+        watch = self._watches.get(login_id)
+        if watch is None or not watch.completed.is_set():
+            self._watches.pop(login_id, None)
+        # else: completed while our forward runs; settle() reads the token, then lets go.
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             log.error(
@@ -146,7 +152,14 @@ class AgentAuth:
 
     async def settle(self, login: Login, forwarded: Outcome) -> Outcome:
         """Decide how a forwarded Agent Auth login ended: the control plane's word is final."""
-        watch = self._watches.get(login.id)
+        try:
+            return await self._settle(login, forwarded, self._watches.get(login.id))
+        finally:
+            watch = self._watches.get(login.id)
+            if watch is not None and (watch.task is None or watch.task.done()):
+                self._watches.pop(login.id, None)
+
+    async def _settle(self, login: Login, forwarded: Outcome, watch: Watch | None) -> Outcome:
         if forwarded.status is Status.SUCCEEDED:
 
             def succeeded() -> Outcome:
@@ -171,9 +184,15 @@ class AgentAuth:
                     self.logins.finish(login.id, succeeded(), current=Status.FORWARDING)
                     raise
             return succeeded()
+        maybe_used = forwarded.stored.get("error") in MAYBE_USED
+        if watch is not None and maybe_used and not watch.completed.is_set():
+            # A 5xx or no answer: the control plane may have used the code all the same.
+            # Its wait endpoint says, within the forward's deadline.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.completed.wait(), self.control_plane.deadline_seconds)
         if watch is not None and watch.completed.is_set():
             # Our forward failed, yet the control plane says the login is made (its own
-            # page got there first, say): that is how it ended.
+            # page got there first, or it answered badly after doing it): so it ended.
             return _succeeded(watch.token, already_connected=False)
         return forwarded
 
@@ -194,7 +213,10 @@ class AgentAuth:
             if current is None or current.status.terminal or self.logins.stopping:
                 return
             remaining = current.expires_at - self.logins.clock()
-            if remaining <= 0:
+            if current.status is Status.FORWARDING:
+                # A forward under way past the TTL still needs the control plane's word.
+                remaining = max(remaining, self.control_plane.deadline_seconds)
+            elif remaining <= 0:
                 return  # the expiry timer ends it
             asked = loop.time()
             try:

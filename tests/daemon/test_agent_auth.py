@@ -313,3 +313,22 @@ async def test_many_waiting_logins_never_hold_up_a_forward(
 
     assert done["status"] == "succeeded", done["result"]
     assert done["result"]["token"] is not None
+
+
+@pytest.mark.parametrize(("delay", "status"), [(0.3, None), (0.0, 500)])
+async def test_the_token_survives_a_wait_that_answers_before_the_forward_does(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble, delay: float, status: int | None
+) -> None:
+    # The control plane stores the token, then answers the callback late, or with a 500:
+    # its wait endpoint has said 'completed' first, and that is the final word.
+    control_plane.allow("github", f"{bridge.url}/callback/github")
+    control_plane.script.after_claim_delay = delay
+    control_plane.script.after_claim_status = status
+    _, created = await start_login(bridge)
+    state = query_of(created["auth_url"])["state"]
+
+    await bridge.hit(f"code=c-race&state={state}")
+    done = await bridge.login(created["id"], wait=10)
+
+    assert done["status"] == "succeeded", done["result"]
+    assert done["result"]["token"] == control_plane.tokens[("github", None)]
