@@ -442,7 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         if args.verbose:
             raise
-        print(f"oauth-bridge: {exc.message}", file=sys.stderr)
+        from bridge.client.terminal import printable
+
+        # A message may carry the control plane's or a provider's words: escape them.
+        print(f"oauth-bridge: {printable(exc.message, lines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

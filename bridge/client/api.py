@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qs, quote, urlsplit
 
-from bridge.client.autostart import ensure_daemon, running_daemon
+from bridge.client.autostart import ensure_daemon
 from bridge.client.browser import open_url
 from bridge.client.transport import Answer, AsyncControlClient, ControlClient
 from bridge.errors import BridgeError, ControlPlaneRefused, DaemonUnavailable, UsageError
@@ -34,6 +34,9 @@ EXPIRY_MARGIN = 2.0
 # How long a wait rides out a daemon that went away (a restart), asking again meanwhile.
 RECONNECT_SECONDS = 30.0
 RECONNECT_PAUSE = 0.2
+# How long past its deadline a wait stays for a login that is still forwarding: the
+# daemon bounds a forward well within this, so only a broken daemon reaches it.
+FORWARDING_GRACE = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +137,21 @@ def _wait_flow(
         timeout if timeout is not None else max(0.0, expires - time.time()) + EXPIRY_MARGIN
     )
     lost_since: float | None = None
+    asked_once = False
     while login["status"] not in TERMINAL:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 and timeout is None and login["status"] == "forwarding":
+        if (
+            remaining <= 0
+            and timeout is None
+            and login["status"] == "forwarding"
+            and remaining > -FORWARDING_GRACE
+        ):
             # A redirect that came just in time: the daemon bounds its forward, so waiting
             # on for the outcome cannot hang, and giving up would misreport it.
             remaining = tick or 1.0
-        elif remaining <= 0:
+        elif remaining <= 0 and asked_once:
             break
+        remaining = max(remaining, 0.0)  # even a wait that has run out asks once
         if on_progress is not None:
             on_progress(login)
         slice_ = min(remaining, tick or MAX_WAIT_SLICE)
@@ -161,6 +171,7 @@ def _wait_flow(
             yield Pause(RECONNECT_PAUSE)
             continue
         lost_since = None
+        asked_once = True
         assert answer is not None
         if answer.status != 200:
             raise BridgeError(f"the daemon lost the login {login['id']}: {answer.message}")
@@ -504,19 +515,30 @@ class AsyncBridge:
         self._core = _Core(paths, client_name)
         self._start = start
         self._client = AsyncControlClient(self._core.paths.control_socket)
+        # The daemon's GET /v1/status once it was found (on the first call).
+        self.daemon_status: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        """The daemon's base URL, once the first call found it ('' before)."""
+        return self._core.daemon_url
+
+    @property
+    def paths(self) -> Paths:
+        """Where the daemon's files are (its control socket among them)."""
+        return self._core.paths
 
     async def _ready(self) -> None:
         if self._core.daemon_url:
             return
         import asyncio
 
-        # The common case, a daemon that runs, costs one call on the socket. Starting one
-        # spawns it and polls for its readiness: that runs once, in a thread, and is
-        # bounded (autostart's own deadline).
-        info = running_daemon(self._core.paths)
-        if info is None:
-            info = await asyncio.to_thread(ensure_daemon, self._core.paths, start=self._start)
+        # Finding the daemon, or starting one (spawn, then poll for its readiness), runs
+        # once per AsyncBridge, in a thread, bounded by autostart's own deadline; every
+        # call after it is on asyncio's own sockets.
+        info = await asyncio.to_thread(ensure_daemon, self._core.paths, start=self._start)
         self._core.daemon_url = str(info["url"])
+        self.daemon_status = info
 
     async def __aenter__(self) -> Self:
         await self._ready()
@@ -618,11 +640,26 @@ class AsyncBridge:
 
     async def cancel(self, login_id: str) -> AsyncLogin:
         """Cancel a pending login; a login that already ended is returned as it ended."""
+        return (await self.cancel_if_pending(login_id))[1]
+
+    async def cancel_if_pending(self, login_id: str) -> tuple[bool, AsyncLogin]:
+        """Cancel a pending login; say whether this call cancelled it, and return it."""
         await self._ready()
         answer = await self._request(Call("DELETE", self._core.login_path(login_id)))
         if answer.status == 409 and isinstance(answer.body, dict) and "login" in answer.body:
-            return self._login(answer.body["login"])
-        return self._login(self._core.checked(answer))
+            return False, self._login(answer.body["login"])
+        return True, self._login(self._core.checked(answer))
+
+    async def complete(self, url: str) -> AsyncLogin:
+        """Finish a login from the address a browser elsewhere ended on (the paste fallback)."""
+        await self._ready()
+        return self._login(await self._checked(Call("POST", "/v1/callbacks", {"url": url}, 300)))
+
+    async def allow_loopback(self, provider_id: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Add this daemon's callback to the provider's allowed redirect URIs."""
+        await self._ready()
+        path = f"/v1/providers/{quote(provider_id, safe='')}/allow-loopback"
+        return await self._checked(Call("POST", path, {"dry_run": dry_run}, 60))
 
     def _login(self, body: dict[str, Any]) -> AsyncLogin:
         return AsyncLogin(**_fields(body), bridge=self)

@@ -132,9 +132,12 @@ def credentials(status: dict[str, Any]) -> Check:
 
 
 def control_plane(paths: Paths) -> list[Check]:
-    answer = ControlClient(paths.control_socket).request(
-        "GET", "/v1/checks/control-plane", timeout=90
-    )
+    try:
+        answer = ControlClient(paths.control_socket).request(
+            "GET", "/v1/checks/control-plane", timeout=90
+        )
+    except BridgeError as exc:
+        return [Check("control plane", False, f"the daemon did not answer: {exc.message}")]
     body: dict[str, Any] = answer.body if isinstance(answer.body, dict) else {}
     url = printable(body.get("control_plane_url", "?"))
     if not body.get("reachable"):
@@ -185,13 +188,19 @@ def browser(paths: Paths, *, timeout: float) -> Check:
     from bridge.client.browser import open_url
 
     client = ControlClient(paths.control_socket)
-    issued = client.request("POST", "/v1/checks/browser").body
-    url, token = issued["url"], issued["token"]
+    try:
+        issued = client.request("POST", "/v1/checks/browser").body
+        url, token = str(issued["url"]), str(issued["token"])
+    except (BridgeError, KeyError, TypeError):
+        return Check("browser", False, "the daemon gave no self-test address")
     opened = open_url(url)
     say(f"Open this address in a browser on this machine: {url}" if not opened else f"Opened {url}")
-    seen = client.request(
-        "GET", f"/v1/checks/browser/{token}?wait={timeout:g}", timeout=timeout + 30
-    ).body
+    try:
+        seen = client.request(
+            "GET", f"/v1/checks/browser/{token}?wait={timeout:g}", timeout=timeout + 30
+        ).body
+    except BridgeError as exc:
+        return Check("browser", False, f"the daemon did not answer: {exc.message}")
     if isinstance(seen, dict) and seen.get("seen"):
         return Check("browser", True, "a browser on this machine reached the daemon")
     return Check(

@@ -55,7 +55,8 @@ def run_expect(args: argparse.Namespace) -> int:
             f"(login {login.id}, for {args.ttl // 60}m{args.ttl % 60:02d}s)."
         )
     if args.open and auth_url is not None:
-        tell_where_to_sign_in(auth_url, daemon_url=bridge.url, open_it=True)
+        # The URL carries the state: shown only where no browser can take it.
+        tell_where_to_sign_in(auth_url, daemon_url=bridge.url, open_it=True, print_first=False)
     if not args.wait:
         print(json.dumps(login.to_json()) if args.json else login.id, flush=True)
         return ExitCode.OK

@@ -11,9 +11,17 @@ import sys
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def printable(text: object) -> str:
-    """Return ``text`` with every control character shown as an escape, never executed."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+# The same, but a message of several lines keeps its line breaks.
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: object, *, lines: bool = False) -> str:
+    """Return ``text`` with every control character shown as an escape, never executed.
+
+    ``lines=True`` keeps line breaks, for a message of ours with several lines.
+    """
+    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    return pattern.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 def say(message: str) -> None:

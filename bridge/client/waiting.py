@@ -74,6 +74,11 @@ def wait_and_report(bridge: Bridge, login: Login, *, timeout: float | None, as_j
         if live:
             sys.stderr.write(CLEAR_LINE)
         cancelled, final = bridge.cancel_if_pending(login.id)
+        if not cancelled and not final.terminal:
+            # Forwarding: the code is on its way and cannot be called back. The daemon
+            # bounds the forward, so wait for how it ends, then say it.
+            say("The sign-in is already being finished; waiting for its outcome.")
+            final = bridge.wait(final)
         if not cancelled:
             return report(final, as_json=as_json)  # it ended first: say how it really ended
         say(f"Cancelled the {printable(login.provider_id)} login.")
@@ -117,21 +122,31 @@ def report(login: Login, *, as_json: bool) -> int:
         say(f"✗ The {provider} login expired before the browser came back.")
     elif login.status == "cancelled":
         say(f"✗ The {provider} login was cancelled.")
+    else:
+        say(
+            f"✗ The {provider} login is still {printable(login.status)}: its outcome is not "
+            f"known yet ('oauth-bridge status' shows it later)."
+        )
     if as_json:
         print(json.dumps(login.to_json()), flush=True)
-    return EXIT_FOR_STATUS[login.status]
+    return EXIT_FOR_STATUS.get(login.status, ExitCode.EXPIRED)
 
 
-def tell_where_to_sign_in(url: str, *, daemon_url: str, open_it: bool) -> None:
-    """Print the authorization URL first, then try to open it, and say what happened."""
+def tell_where_to_sign_in(
+    url: str, *, daemon_url: str, open_it: bool, print_first: bool = True
+) -> None:
+    """Print the authorization URL (first, or only where no browser opens), then open it."""
     from bridge.client.browser import open_url
 
-    say(f"Sign in at:\n\n  {printable(url)}\n")
+    if print_first or not open_it:
+        say(f"Sign in at:\n\n  {printable(url)}\n")
     if not open_it:
         return
     if open_url(url):
         say("Opened the browser; sign in there.")
         return
+    if not print_first:
+        say(f"Sign in at:\n\n  {printable(url)}\n")
     say(
         "Could not open a browser here: open the address above in one. If that browser runs "
         f"on another machine, its redirect to {daemon_url} fails there; copy the address it "

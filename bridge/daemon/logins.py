@@ -94,7 +94,21 @@ class Logins:
         """Move a pending login to ``forwarding`` and put that on disk; False if it moved on."""
         if not self.store.begin_forward(login_id, self.clock()):
             return False
-        await self._on_disk()
+        try:
+            await self._on_disk()
+        except OSError as exc:
+            # Without the mark on disk the forward must not go: fail it, nothing sent.
+            log.error("login %s: the store could not be synced (%s)", login_id, exc.strerror)
+            unsynced = Outcome(
+                Status.FAILED,
+                stored={
+                    "error": "interrupted",
+                    "message": f"oauth-bridge could not write to its store ({exc.strerror}); "
+                    "nothing was sent. Start the login again.",
+                },
+            )
+            self.finish(login_id, unsynced, current=Status.FORWARDING)
+            return False
         return True
 
     async def _on_disk(self) -> None:

@@ -364,3 +364,60 @@ async def test_the_tool_named_in_the_api_is_named_on_the_page(
     page = await asyncio.to_thread(tool)
 
     assert "return to Acme CLI" in page
+
+
+async def test_the_control_planes_words_reach_the_terminal_escaped(
+    cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.authenticate_answers.append((403, {"detail": "\x1b]0;PWNED\x07\x1b[2J no"}))
+
+    result = await asyncio.to_thread(cli, cli_env, "login", "--provider", "github", "--scope", "r")
+
+    assert result.returncode == 10
+    assert "\x1b" not in result.stderr
+    assert "\\x1b]0;PWNED" in result.stderr
+
+
+async def test_a_wait_that_has_run_out_still_returns_the_login_as_it_is(
+    daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    def tool() -> tuple[str, str]:
+        login = Bridge(start=False, paths=paths).login("github", ["repo"])
+        consent(login.auth_url)
+        return login.status, login.wait(timeout=0).status
+
+    before, after = await asyncio.to_thread(tool)
+
+    assert (before, after) == ("pending", "succeeded")
+
+
+async def test_expect_open_shows_the_url_only_where_no_browser_opens(
+    cli_env: dict[str, str], daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    from bridge.paths import read_daemon_json
+
+    info = read_daemon_json(daemon.paths.daemon_json)
+    assert info is not None
+    url = "https://provider.invalid/authorize?" + urlencode(
+        {"state": "st-open", "redirect_uri": f"{info['url']}/callback/github"}
+    )
+    opened = {**cli_env, "DISPLAY": ":99", "BROWSER": "true"}
+
+    with_browser = await asyncio.to_thread(
+        cli, opened, "expect", "--provider", "github", "--auth-url", url, "--open"
+    )
+    without = await asyncio.to_thread(
+        cli,
+        cli_env,
+        "expect",
+        "--provider",
+        "github",
+        "--auth-url",
+        url.replace("st-open", "st-o2"),
+        "--open",
+    )
+
+    assert with_browser.returncode == 0, with_browser.stderr
+    assert "Opened the browser" in with_browser.stderr
+    assert "provider.invalid/authorize" not in with_browser.stderr
+    assert "provider.invalid/authorize" in without.stderr

@@ -108,3 +108,40 @@ async def test_sigterm_and_sighup_during_wait_cancel_the_login_and_exit_13(
 
     assert returncode == 13, err
     assert logins(paths)[0]["status"] == "cancelled"
+
+
+async def test_sigterm_while_the_code_is_being_forwarded_reports_the_real_outcome(
+    cli_env: dict[str, str], paths: Paths, control_plane: ControlPlaneDouble
+) -> None:
+    import aiohttp
+
+    from bridge.paths import read_daemon_json
+
+    proc = spawn(cli_env, "expect", "--provider", "github", "--state", "s-fwd", "--wait")
+    await registered(paths)
+    info = read_daemon_json(paths.daemon_json)
+    assert info is not None
+    control_plane.script.hang = True
+    async with aiohttp.ClientSession() as browser:
+        hit = asyncio.create_task(browser.get(f"{info['url']}/callback/github?code=c&state=s-fwd"))
+        await asyncio.wait_for(control_plane.called.wait(), 10)  # the forward is out
+
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(wait_for_text, proc, "already being finished")
+        control_plane.release.set()
+        returncode, _, err = await finish(proc)
+        (await hit).release()
+
+    assert returncode == 0, err
+    assert "Connected github" in err
+    assert "Traceback" not in err
+
+
+def wait_for_text(proc: subprocess.Popen[str], text: str) -> None:
+    """Read the CLI's stderr until ``text`` appears (the deadline is the read's own)."""
+    assert proc.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = proc.stderr.readline()
+        assert line, f"the CLI ended without saying {text!r}: {seen}"
+        seen += line
