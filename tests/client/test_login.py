@@ -421,3 +421,21 @@ async def test_expect_open_shows_the_url_only_where_no_browser_opens(
     assert "Opened the browser" in with_browser.stderr
     assert "provider.invalid/authorize" not in with_browser.stderr
     assert "provider.invalid/authorize" in without.stderr
+
+
+async def test_async_bridge_has_the_paste_fallback_and_allow_loopback_too(
+    daemon_process: StartDaemon, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    await asyncio.to_thread(wait_ready, daemon_process())
+    bridge = AsyncBridge(start=False, paths=paths)
+
+    allowed = await bridge.allow_loopback("github", dry_run=True)
+    login = await bridge.expect("github", state="st-async-paste")
+    done = await bridge.complete(f"{bridge.url}/callback/github?code=c&state=st-async-paste")
+    cancelled, again = await bridge.cancel_if_pending(login.id)
+
+    assert allowed["changed"] is True
+    assert allowed["redirect_uri"] == f"{bridge.url}/callback/github"
+    assert bridge.daemon_status["pid"] > 0
+    assert done.status == "succeeded"
+    assert (cancelled, again.status) == (False, "succeeded")
