@@ -693,3 +693,22 @@ async def test_an_auto_started_daemon_exits_when_idle_unless_told_otherwise(
     from bridge.client.autostart import idle_exit_argument
 
     assert idle_exit_argument({"OAUTH_BRIDGE_IDLE_EXIT_SECONDS": "60"}) == []
+
+
+async def test_a_redirect_uri_for_another_provider_is_named_as_such_not_as_a_port(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "first")
+    info = read_daemon_json(paths.daemon_json)
+    assert info is not None
+    auth_url = "https://accounts.invalid/authorize?" + urlencode(
+        {"state": "s-p", "redirect_uri": f"{info['url']}/callback/google"}
+    )
+
+    result = await asyncio.to_thread(
+        cli, cli_env, "expect", "--provider", "github", "--auth-url", auth_url
+    )
+
+    assert result.returncode == 2
+    assert "The provider id differs" in result.stderr
+    assert "--port" not in result.stderr
