@@ -101,6 +101,7 @@ class ControlPlaneDouble:
         self.agent_auth_enabled = True
         self.authenticate_answers: list[tuple[int, Any]] = []  # scripted answers, popped
         self.waits_in_flight = 0
+        self.wait_failures = 0  # how many waits to answer 500 before answering for real
         self.most_waits_in_flight = 0
         self.providers: dict[str, dict[str, Any]] = {
             "github": {
@@ -227,6 +228,9 @@ class ControlPlaneDouble:
         refused = self._refusal(request)
         if refused is not None:
             return refused
+        if self.wait_failures:
+            self.wait_failures -= 1
+            return web.json_response({"detail": "Internal Server Error"}, status=500)
         timeout = float(request.query.get("timeout", "30"))
         auth = self.auth_requests.get(request.match_info["auth_id"])
         self.waits_in_flight += 1

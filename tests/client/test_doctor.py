@@ -148,3 +148,15 @@ async def test_an_ssh_session_gets_the_port_forwarding_line(cli_env: dict[str, s
     assert any("ssh -L" in c["fix"] and "127.0.0.1" in c["fix"] for c in advice)
     assert any("gh codespace ports forward" in c["fix"] for c in advice)
     assert all(c["ok"] is None for c in advice)  # advice, not a failure
+
+
+def test_wsl_and_dev_containers_get_their_own_advice() -> None:
+    from bridge.client.doctor import environment
+
+    advice = environment(8765, {"WSL_DISTRO_NAME": "Debian", "REMOTE_CONTAINERS": "true"})
+
+    fixes = " ".join(check.fix for check in advice)
+    assert "localhostForwarding" in fixes
+    assert "forwardPorts" in fixes
+    assert "oauth-bridge complete" in fixes
+    assert environment(8765, {}) == []

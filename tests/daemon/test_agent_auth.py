@@ -332,3 +332,21 @@ async def test_the_token_survives_a_wait_that_answers_before_the_forward_does(
 
     assert done["status"] == "succeeded", done["result"]
     assert done["result"]["token"] == control_plane.tokens[("github", None)]
+
+
+async def test_a_failing_wait_endpoint_is_asked_again_and_the_login_still_ends_right(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.wait_failures = 1
+    _, created = await start_login(bridge)
+    sent = query_of(created["auth_url"])
+    await wait_until(lambda: control_plane.wait_failures == 0)
+
+    async with bridge.browser.get(
+        sent["redirect_uri"], params={"code": "c", "state": sent["state"]}
+    ) as hosted:
+        assert hosted.status == 200
+    done = await bridge.login(created["id"], wait=10)
+
+    assert done["status"] == "succeeded"
+    assert done["result"]["token"] == control_plane.tokens[("github", None)]

@@ -246,3 +246,22 @@ async def test_out_of_descriptors_the_state_is_not_consumed_and_a_reload_complet
     assert reloaded == 200
     assert (await bridge.login(login["id"], wait=10))["status"] == "succeeded"
     assert len(control_plane.calls) == 1
+
+
+async def test_a_store_that_cannot_be_synced_fails_the_login_and_sends_nothing(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    import os
+
+    store = bridge.services.logins.store
+    os.close(store._wal)
+    store._wal = os.open("/dev/null", os.O_RDONLY)  # fdatasync refuses it: EINVAL
+    login = await bridge.register("github", "st-nosync")
+
+    status, page, _ = await bridge.hit("code=c&state=st-nosync")
+    done = await bridge.login(login["id"])
+
+    assert (status, meta_status(page)) == (200, "failed")
+    assert done["result"]["error"] == "interrupted"
+    assert "could not write to its store" in done["result"]["message"]
+    assert control_plane.calls == []
