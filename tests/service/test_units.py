@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.cli import build_parser
+from bridge.client.transport import ControlClient
+from bridge.paths import Paths
 from bridge.service import install as install_service
 from bridge.service.install import (
     SANDBOX,
@@ -19,7 +24,7 @@ from bridge.service.install import (
     run,
     user_namespace_problem,
 )
-from tests.conftest import require_tool
+from tests.conftest import require_tool, wait_ready
 
 
 @pytest.fixture(autouse=True)
@@ -457,3 +462,72 @@ def test_install_says_where_the_services_credential_must_come_from(
 
     assert f"name it in {config}" in without
     assert "LANGSMITH_API_KEY" not in named
+
+
+@pytest.fixture
+def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A systemctl on PATH that records its calls and succeeds, for a host with no user manager.
+
+    The real one is driven in tests/systemd_container; here it is the installer's own
+    decisions that are under test.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "systemctl.calls"
+    script = bin_dir / "systemctl"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexit 0\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+async def running_daemon_at_the_units_socket(
+    daemon_process: Any, paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run a daemon whose control socket is where the unit puts it: $XDG_RUNTIME_DIR/oauth-bridge."""
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    await asyncio.to_thread(wait_ready, daemon_process())
+    (xdg / "oauth-bridge").symlink_to(paths.runtime_dir)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+
+
+async def test_enable_restarts_a_running_daemon_onto_changed_units_when_nothing_is_under_way(
+    home: Path,
+    systemctl: Path,
+    daemon_process: Any,
+    paths: Paths,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await running_daemon_at_the_units_socket(daemon_process, paths, tmp_path, monkeypatch)
+
+    assert await asyncio.to_thread(install, "--socket", "--enable") == 0
+
+    calls = (await asyncio.to_thread(systemctl.read_text)).splitlines()
+    assert calls[-1] == "--user try-restart oauth-bridge.service"
+
+
+async def test_enable_leaves_a_daemon_with_a_login_under_way_and_says_what_to_run(
+    home: Path,
+    systemctl: Path,
+    daemon_process: Any,
+    paths: Paths,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await running_daemon_at_the_units_socket(daemon_process, paths, tmp_path, monkeypatch)
+    await asyncio.to_thread(
+        ControlClient(paths.control_socket).request,
+        "POST",
+        "/v1/logins",
+        {"provider_id": "github", "state": "st-under-way"},
+    )
+
+    assert await asyncio.to_thread(install, "--socket", "--enable") == 0
+
+    assert "try-restart" not in await asyncio.to_thread(systemctl.read_text)
+    err = capsys.readouterr().err
+    assert "1 login(s) under way" in err
+    assert "systemctl --user try-restart oauth-bridge.service" in err
