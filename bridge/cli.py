@@ -60,12 +60,28 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     )
 
 
-def _expect_arguments(expect: argparse.ArgumentParser) -> None:
-    expect.add_argument(
+def _registration_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options every command that registers a login has (expect, login)."""
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        metavar="S",
+        default=600,
+        help="seconds the login stays pending (default 600, at most 3600)",
+    )
+    parser.add_argument(
         "--client-name",
         metavar="NAME",
         help="how the browser's result page names your tool ('return to NAME')",
     )
+    parser.add_argument(
+        "--no-start",
+        action="store_true",
+        help="do not start a daemon when none runs (exit 3 instead)",
+    )
+
+
+def _expect_arguments(expect: argparse.ArgumentParser) -> None:
     expect.add_argument(
         "--provider",
         required=True,
@@ -85,13 +101,6 @@ def _expect_arguments(expect: argparse.ArgumentParser) -> None:
         help="the state the control plane made; '-' reads it from standard input",
     )
     expect.add_argument(
-        "--ttl",
-        type=int,
-        metavar="S",
-        default=600,
-        help="seconds the login stays pending (default 600, at most 3600)",
-    )
-    expect.add_argument(
         "--issuer",
         metavar="ISS",
         help="expected 'iss' of the redirect (RFC 9207); a mismatch fails it",
@@ -108,11 +117,7 @@ def _expect_arguments(expect: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the final login object on stdout, and nothing else there",
     )
-    expect.add_argument(
-        "--no-start",
-        action="store_true",
-        help="do not start a daemon when none runs (exit 3 instead)",
-    )
+    _registration_arguments(expect)
 
 
 def _status_arguments(status: argparse.ArgumentParser) -> None:
@@ -136,11 +141,6 @@ def _complete_arguments(complete: argparse.ArgumentParser) -> None:
 
 def _login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument(
-        "--client-name",
-        metavar="NAME",
-        help="how the browser's result page names your tool ('return to NAME')",
-    )
-    login.add_argument(
         "--provider", required=True, metavar="ID", help="provider id, as the control plane names it"
     )
     login.add_argument(
@@ -158,13 +158,6 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
         help="start a new authorization even when already connected",
     )
     login.add_argument(
-        "--ttl",
-        type=int,
-        metavar="S",
-        default=600,
-        help="seconds the login stays pending (default 600, at most 3600)",
-    )
-    login.add_argument(
         "--no-open", action="store_true", help="print the authorization URL, do not open it"
     )
     login.add_argument(
@@ -175,11 +168,7 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the final login object (with result.token) on stdout, and nothing else there",
     )
-    login.add_argument(
-        "--no-start",
-        action="store_true",
-        help="do not start a daemon when none runs (exit 3 instead)",
-    )
+    _registration_arguments(login)
 
 
 def _providers_arguments(providers: argparse.ArgumentParser) -> None:
