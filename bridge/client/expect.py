@@ -6,13 +6,11 @@ import argparse
 import json
 from urllib.parse import quote
 
-from bridge.client.api import Bridge, check_redirect_uri, state_from_auth_url
+from bridge.client.api import Bridge, state_from_auth_url
 from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.terminal import say
 from bridge.client.waiting import read_secret_argument, tell_where_to_sign_in, wait_and_report
 from bridge.errors import ExitCode, UsageError
-
-__all__ = ["check_redirect_uri", "run_expect", "state_from_auth_url"]
 
 
 def check_wait_arguments(args: argparse.Namespace) -> None:

@@ -23,11 +23,15 @@ from tests.conftest import REPO, wait_for
 from tests.control_plane_double import ControlPlaneDouble
 
 
-def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def cli(
+    env: dict[str, str], *args: str, timeout: float = 30, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a tool would; ``stdin`` is what it reads for a '-' argument."""
     return subprocess.run(
         [sys.executable, "-m", "bridge", *args],
         env=env,
         cwd=REPO,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

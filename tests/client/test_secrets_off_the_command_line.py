@@ -5,29 +5,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from bridge.paths import Paths
-from tests.client.test_cli import finish, logins, registered, spawn
-from tests.conftest import REPO
+from tests.client.test_cli import cli, finish, logins, registered, spawn
 from tests.control_plane_double import ControlPlaneDouble
 
 WARNING = "readable by every local user"
 
 
 def cli_with_stdin(env: dict[str, str], stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
-        env=env,
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return cli(env, *args, stdin=stdin)
 
 
 async def test_expect_reads_the_state_from_standard_input(
