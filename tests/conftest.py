@@ -88,6 +88,14 @@ class RunningDaemon:
     control: aiohttp.ClientSession
     browser: aiohttp.ClientSession
     logs: list[str] = field(default_factory=list)
+    # Each login's secret, from its 201 answer: the tests are its creator.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def remember(self, created: dict[str, Any]) -> dict[str, Any]:
+        """Keep a 201 answer's secret, so that ``login`` reads the login as its creator."""
+        if "secret" in created:
+            self.secrets[created["id"]] = created["secret"]
+        return created
 
     @property
     def services(self) -> Services:
@@ -110,11 +118,18 @@ class RunningDaemon:
         ) as response:
             assert response.status == 201, await response.text()
             body: dict[str, Any] = await response.json()
-            return body
+            return self.remember(body)
 
-    async def login(self, login_id: str, wait: float | None = None) -> dict[str, Any]:
+    async def login(
+        self, login_id: str, wait: float | None = None, *, as_creator: bool = True
+    ) -> dict[str, Any]:
+        """GET the login; as its creator (with its secret) unless ``as_creator`` is False."""
         query = "" if wait is None else f"?wait={wait}"
-        async with self.control.get(f"http://bridge/v1/logins/{login_id}{query}") as response:
+        secret = self.secrets.get(login_id) if as_creator else None
+        headers = {} if secret is None else {"X-Login-Secret": secret}
+        async with self.control.get(
+            f"http://bridge/v1/logins/{login_id}{query}", headers=headers
+        ) as response:
             assert response.status == 200
             body: dict[str, Any] = await response.json()
             return body

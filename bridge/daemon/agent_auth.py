@@ -18,9 +18,20 @@ from urllib.parse import parse_qs, urlsplit
 
 from bridge.daemon import auth_service
 from bridge.daemon.auth_service import CallFailed
+from bridge.daemon.config import Credentials
 from bridge.daemon.control_plane import ControlPlane
-from bridge.daemon.logins import Logins
-from bridge.daemon.model import FailureCode, Login, Outcome, Status
+from bridge.daemon.logins import CredentialsLost, Logins
+from bridge.daemon.model import (
+    Callback,
+    FailureCode,
+    Login,
+    NewLogin,
+    Outcome,
+    Status,
+    credentials_lost,
+    interrupted,
+)
+from bridge.daemon.model import Credentials as Whose
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +43,9 @@ MIN_POLL_INTERVAL = 1.0
 MAYBE_USED = (FailureCode.CONTROL_PLANE_ERROR.value, FailureCode.CONTROL_PLANE_UNREACHABLE.value)
 # After a failed wait, the pause before the next, doubling up to the last.
 WAIT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+# After a restart, how long the one wait that asks about an interrupted forward may take.
+CONFIRM_SECONDS = 1.0
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass
@@ -64,33 +78,46 @@ class AgentAuth:
         provider_id: str,
         scopes: list[str],
         ttl_seconds: float,
+        secret: str,
         user_id: str | None = None,
         agent_id: str | None = None,
         force_new: bool = False,
         client_name: str | None = None,
+        callback: Callback = Callback.LOOPBACK,
+        credentials: Credentials | None = None,
     ) -> tuple[Login, str | None]:
         """Ask the control plane for a login; return it and the URL to open (None if connected).
 
-        Raises CallFailed when the control plane refuses or fails: nothing is registered.
+        ``credentials`` are the caller's (None: the daemon's); the login is made, forwarded
+        and followed with them. Raises CallFailed when the control plane refuses or fails:
+        nothing is registered.
         """
-        redirect_uri = self.redirect_uri(provider_id)
+        our_callback = self.redirect_uri(provider_id)
         started = await auth_service.authenticate(
             self.control_plane,
             provider_id=provider_id,
             scopes=scopes,
-            redirect_uri=redirect_uri,
+            redirect_uri=our_callback if callback is Callback.LOOPBACK else None,
             user_id=user_id,
             agent_id=agent_id,
             force_new=force_new,
+            credentials=credentials,
         )
+        whose = Whose.DAEMON if credentials is None else Whose.CALLER
         if started.status == "completed":
             login = self.logins.register(
-                provider_id=provider_id,
-                state=_unguessable(),  # no redirect will come: no state to expect
-                redirect_uri=redirect_uri,
-                ttl_seconds=ttl_seconds,
-                auth_id=started.auth_id or "",
-                client_name=client_name,
+                NewLogin(
+                    provider_id=provider_id,
+                    state=_unguessable(),  # no redirect will come: no state to expect
+                    redirect_uri=our_callback if callback is Callback.LOOPBACK else "",
+                    ttl_seconds=ttl_seconds,
+                    secret=secret,
+                    auth_id=started.auth_id or "",
+                    client_name=client_name,
+                    callback=callback,
+                    credentials=whose,
+                ),
+                credentials=credentials,
             )
             self.logins.finish(
                 login.id, _succeeded(started.token, already_connected=True), current=Status.PENDING
@@ -101,8 +128,10 @@ class AgentAuth:
                 FailureCode.CONTROL_PLANE_ERROR,
                 f"The control plane answered '{started.status}' without an authorization URL.",
             )
-        state, sends_here = _state_of(started.url, redirect_uri)
-        if not sends_here:
+        check_authorization_url(started.url, control_plane_url=str(self.control_plane.base_url))
+        state, names = _state_of(started.url)
+        sends_here = names == our_callback
+        if callback is Callback.LOOPBACK and not sends_here:
             log.info(
                 "the control plane sends the %s browser to its own page, not here; the login "
                 "ends through its wait endpoint",
@@ -115,12 +144,20 @@ class AgentAuth:
                 "its answer has no auth_id to learn the outcome with.",
             )
         login = self.logins.register(
-            provider_id=provider_id,
-            state=state if sends_here and state else _unguessable(),
-            redirect_uri=redirect_uri,
-            ttl_seconds=ttl_seconds,
-            auth_id=started.auth_id,
-            client_name=client_name,
+            NewLogin(
+                provider_id=provider_id,
+                state=state if sends_here and state else _unguessable(),
+                redirect_uri=our_callback if sends_here else (names or ""),
+                ttl_seconds=ttl_seconds,
+                secret=secret,
+                auth_id=started.auth_id,
+                client_name=client_name,
+                # What the control plane made of it: a loopback login it sent to its own
+                # page ends there, wherever the browser runs.
+                callback=Callback.LOOPBACK if sends_here else Callback.HOSTED,
+                credentials=whose,
+            ),
+            credentials=credentials,
         )
         self.watch(login)
         return login, started.url
@@ -146,9 +183,36 @@ class AgentAuth:
             )
 
     def resume(self) -> None:
-        """Follow again the logins a previous run of the daemon left pending."""
+        """Follow again the logins a previous run of the daemon left pending or forwarding."""
         for login in self.logins.store.waiting_on_agent_auth():
+            if login.credentials is Whose.CALLER:
+                # Its caller's credentials went with the previous run: it can be neither
+                # followed nor forwarded as that user, and never as ours.
+                self.logins.finish(login.id, credentials_lost(), current=Status.PENDING)
+                continue
             self.watch(login)
+        for login in self.logins.store.interrupted_on_agent_auth():
+            self.logins.track_forward(self._confirm_interrupted(login))
+
+    async def _confirm_interrupted(self, login: Login) -> None:
+        """Ask the wait endpoint once how a forward that a stop cut off ended.
+
+        The code is never sent again; but the control plane may have used it, and its
+        word is final: ``completed`` makes the login succeed, with the token.
+        """
+        assert login.auth_id is not None
+        try:
+            said = await auth_service.wait(self.control_plane, login.auth_id, CONFIRM_SECONDS)
+        except CallFailed as exc:
+            log.warning("login %s: could not ask how it ended (%s)", login.id, exc.error.value)
+            said = None
+        # A cancel here (shutdown) leaves it forwarding: the next start asks again.
+        if said is not None and said.status == "completed":
+            log.info("login %s: the control plane completed it before the stop", login.id)
+            outcome = _succeeded(said.token, already_connected=False)
+        else:
+            outcome = interrupted()
+        self.logins.finish(login.id, outcome, current=Status.FORWARDING)
 
     async def settle(self, login: Login, forwarded: Outcome) -> Outcome:
         """Decide how a forwarded Agent Auth login ended: the control plane's word is final."""
@@ -221,8 +285,10 @@ class AgentAuth:
             asked = loop.time()
             try:
                 said = await self._wait_or_end(
-                    login.id, login.auth_id, min(remaining, MAX_POLL_SECONDS)
+                    login, login.auth_id, min(remaining, MAX_POLL_SECONDS)
                 )
+            except CredentialsLost:
+                return
             except CallFailed as exc:
                 pause = WAIT_BACKOFF[min(failures, len(WAIT_BACKOFF) - 1)]
                 failures += 1
@@ -263,11 +329,18 @@ class AgentAuth:
                 await self.logins.wait_terminal(login.id, MIN_POLL_INTERVAL)
 
     async def _wait_or_end(
-        self, login_id: str, auth_id: str, seconds: float
+        self, login: Login, auth_id: str, seconds: float
     ) -> auth_service.AuthWait | None:
         """Long-poll the wait endpoint, or return None as soon as the login ends here."""
-        poll = asyncio.ensure_future(auth_service.wait(self.control_plane, auth_id, seconds))
-        ended = asyncio.ensure_future(self._ended(login_id))
+        poll = asyncio.ensure_future(
+            auth_service.wait(
+                self.control_plane,
+                auth_id,
+                seconds,
+                credentials=self.logins.credentials_of(login),
+            )
+        )
+        ended = asyncio.ensure_future(self._ended(login.id))
         try:
             await asyncio.wait({poll, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -297,13 +370,39 @@ def _succeeded(token: str | None, *, already_connected: bool) -> Outcome:
     )
 
 
-def _state_of(auth_url: str, redirect_uri: str) -> tuple[str | None, bool]:
-    """Return the URL's state, and whether its redirect_uri is this daemon's callback."""
+def _state_of(auth_url: str) -> tuple[str | None, str | None]:
+    """Return the URL's state and the redirect_uri it names (each None unless once)."""
     query = parse_qs(urlsplit(auth_url).query, keep_blank_values=True)
     states = query.get("state", [])
     redirects = query.get("redirect_uri", [])
     state = states[0] if len(states) == 1 and states[0] else None
-    return state, redirects == [redirect_uri]
+    return state, redirects[0] if len(redirects) == 1 else None
+
+
+def check_authorization_url(url: str, *, control_plane_url: str) -> None:
+    """Refuse an authorization URL that is not an absolute https address with a host.
+
+    It goes to a browser: a hostile or broken control plane's ``--remote-debugging-port``
+    or ``javascript:`` must never become a browser's switch or a page's script.
+    Plain http only where the control plane itself is on loopback (a local test or demo).
+    """
+    parts = urlsplit(url)
+    cleartext_ok = urlsplit(control_plane_url).hostname in LOOPBACK_HOSTS
+    schemes = ("https", "http") if cleartext_ok else ("https",)
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if (
+        parts.scheme not in schemes
+        or not host
+        or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url)
+    ):
+        raise CallFailed(
+            FailureCode.CONTROL_PLANE_ERROR,
+            "The control plane's authorization URL is not an absolute https address with a "
+            "host, so it was not handed to a browser.",
+        )
 
 
 def _unguessable() -> str:

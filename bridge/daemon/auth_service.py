@@ -11,7 +11,9 @@ import json
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
 
+from bridge.daemon.config import Credentials
 from bridge.daemon.control_plane import ControlPlane, Reply, Unreachable
 from bridge.daemon.forward import HTTPValidationError
 from bridge.daemon.model import JSON, FailureCode
@@ -19,7 +21,7 @@ from bridge.daemon.model import JSON, FailureCode
 CREDENTIALS_HINT = (
     "Check the API key (LANGSMITH_API_KEY or api_key_file), the workspace "
     "(LANGSMITH_WORKSPACE_ID) and the bearer token (OAUTH_BRIDGE_BEARER_TOKEN or "
-    "bearer_token_file) of the daemon."
+    "bearer_token_file): your tool's, where its environment sets them, else the daemon's."
 )
 
 
@@ -84,32 +86,50 @@ async def authenticate(
     *,
     provider_id: str,
     scopes: list[str],
-    redirect_uri: str,
+    redirect_uri: str | None,
     user_id: str | None = None,
     agent_id: str | None = None,
     force_new: bool = False,
+    credentials: Credentials | None = None,
 ) -> AuthStart:
-    """Ask the control plane to start a login for ``provider_id``, sending the browser to us."""
-    body: dict[str, Any] = {
-        "provider": provider_id,
-        "scopes": scopes,
-        "redirect_uri": redirect_uri,
-        "force_new": force_new,
-    }
+    """Ask the control plane to start a login for ``provider_id``.
+
+    With a ``redirect_uri`` the browser comes back to us; without one (the hosted
+    callback) the control plane's own page finishes the flow.
+    """
+    body: dict[str, Any] = {"provider": provider_id, "scopes": scopes, "force_new": force_new}
+    if redirect_uri is not None:
+        body["redirect_uri"] = redirect_uri
     if user_id is not None:
         body["user_id"] = user_id
     if agent_id is not None:
         body["agent_id"] = agent_id
-    reply = await _call(control_plane, "POST", ("v2", "auth", "authenticate"), json=body)
+    reply = await _call(
+        control_plane,
+        "POST",
+        ("v2", "auth", "authenticate"),
+        json=body,
+        credentials=credentials,
+    )
     return _parse(reply, AuthStart, "start the login")
 
 
-async def wait(control_plane: ControlPlane, auth_id: str, seconds: float) -> AuthWait:
+async def wait(
+    control_plane: ControlPlane,
+    auth_id: str,
+    seconds: float,
+    *,
+    credentials: Credentials | None = None,
+) -> AuthWait:
     """Long-poll the outcome of an auth request for up to ``seconds``."""
     url = control_plane.url("v2", "auth", "wait", auth_id).with_query(timeout=int(seconds))
     try:
         reply = await control_plane.send(
-            "GET", url, timeout=seconds + control_plane.request_timeout, deadline=seconds
+            "GET",
+            url,
+            timeout=seconds + control_plane.request_timeout,
+            deadline=seconds,
+            credentials=credentials,
         )
     except Unreachable as exc:
         raise CallFailed(
@@ -119,9 +139,11 @@ async def wait(control_plane: ControlPlane, auth_id: str, seconds: float) -> Aut
     return _parse(reply, AuthWait, "report the login's outcome")
 
 
-async def list_providers(control_plane: ControlPlane) -> list[Provider]:
+async def list_providers(
+    control_plane: ControlPlane, *, credentials: Credentials | None = None
+) -> list[Provider]:
     """Return the providers of the caller's organisation (a cheap authenticated read)."""
-    reply = await _call(control_plane, "GET", ("v2", "auth", "providers"))
+    reply = await _call(control_plane, "GET", ("v2", "auth", "providers"), credentials=credentials)
     body, _ = _json(reply.raw)
     if 200 <= reply.status < 300:
         # The shape of the list is not published: a bare list, or one under "providers".
@@ -138,13 +160,21 @@ async def list_providers(control_plane: ControlPlane) -> list[Provider]:
     raise refusal(reply.status, body, "list the providers")
 
 
-async def get_provider(control_plane: ControlPlane, provider_id: str) -> Provider:
-    reply = await _call(control_plane, "GET", ("v2", "auth", "providers", provider_id))
+async def get_provider(
+    control_plane: ControlPlane, provider_id: str, *, credentials: Credentials | None = None
+) -> Provider:
+    reply = await _call(
+        control_plane, "GET", ("v2", "auth", "providers", provider_id), credentials=credentials
+    )
     return _parse(reply, Provider, f"show the provider {provider_id!r}")
 
 
 async def set_redirect_uris(
-    control_plane: ControlPlane, provider_id: str, uris: list[str]
+    control_plane: ControlPlane,
+    provider_id: str,
+    uris: list[str],
+    *,
+    credentials: Credentials | None = None,
 ) -> Provider:
     """Replace the provider's ``allowed_redirect_uris`` (PATCH: nothing else changes)."""
     reply = await _call(
@@ -152,15 +182,62 @@ async def set_redirect_uris(
         "PATCH",
         ("v2", "auth", "providers", provider_id),
         json={"allowed_redirect_uris": uris},
+        credentials=credentials,
     )
     return _parse(reply, Provider, f"update the provider {provider_id!r}")
 
 
+class TokenExists(BaseModel):
+    """The answer of ``GET /v2/auth/tokens/exists``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    has_token: bool
+
+
+async def has_token(
+    control_plane: ControlPlane, provider_id: str, *, credentials: Credentials | None = None
+) -> bool:
+    """Say whether the calling user has a token for ``provider_id``."""
+    url = control_plane.url("v2", "auth", "tokens", "exists").with_query(provider_id=provider_id)
+    reply = await _send(control_plane, "GET", url, credentials=credentials)
+    return _parse(
+        reply, TokenExists, f"tell whether you are connected to {provider_id!r}"
+    ).has_token
+
+
+async def revoke_tokens(
+    control_plane: ControlPlane, provider_id: str, *, credentials: Credentials | None = None
+) -> None:
+    """Delete every token the calling user has for ``provider_id`` (the SDK's revoke_tokens)."""
+    url = control_plane.url("v2", "auth", "tokens").with_query(provider_id=provider_id)
+    reply = await _send(control_plane, "DELETE", url, credentials=credentials)
+    if not 200 <= reply.status < 300:
+        body, is_json = _json(reply.raw)
+        raise refusal(reply.status, body if is_json else None, f"disconnect {provider_id!r}")
+
+
 async def _call(
-    control_plane: ControlPlane, method: str, segments: tuple[str, ...], json: Any = None
+    control_plane: ControlPlane,
+    method: str,
+    segments: tuple[str, ...],
+    json: Any = None,
+    credentials: Credentials | None = None,
+) -> Reply:
+    return await _send(
+        control_plane, method, control_plane.url(*segments), json=json, credentials=credentials
+    )
+
+
+async def _send(
+    control_plane: ControlPlane,
+    method: str,
+    url: URL,
+    json: Any = None,
+    credentials: Credentials | None = None,
 ) -> Reply:
     try:
-        return await control_plane.send(method, control_plane.url(*segments), json=json)
+        return await control_plane.send(method, url, json=json, credentials=credentials)
     except Unreachable as exc:
         raise CallFailed(
             FailureCode.CONTROL_PLANE_UNREACHABLE,

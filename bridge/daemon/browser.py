@@ -147,6 +147,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         provider_id=request.match_info["provider_id"],
         params=params,
         wait_seconds=FIRST_LOOK_SECONDS,
+        from_browser=True,
     )
     if bridge.logins.stopping or outcome.reason in NOT_NOW:
         # Shutting down (a redirect would land on a closed port) or short of resources:
@@ -161,6 +162,27 @@ async def callback(request: web.Request) -> web.StreamResponse:
     # 303 to a clean address: the code leaves the address bar and the history, and a
     # reload shows the outcome again instead of replaying the callback.
     return see_other(result_location(bridge, outcome))
+
+
+async def go(request: web.Request) -> web.StreamResponse:
+    """The trampoline: send the browser on to its login's authorization URL, once."""
+    bridge = services(request.app)
+    token = request.match_info["token"]
+    if is_prefetch(request):
+        # A speculative fetch spends nothing: the real navigation that follows does.
+        return page_response("unknown", status=425, reason="prefetch")
+    jump = bridge.trampolines.take(token)
+    login = None if jump is None else bridge.logins.get(jump.login_id)
+    if jump is None or login is None or login.status is not Status.PENDING:
+        return page_response("unknown", status=404, reason="spent")
+    bridge.logins.browser_seen(login.id)
+    # 302, not 303 or a page: the provider's address is the whole point of this one.
+    return web.Response(status=302, headers={"Location": jump.auth_url})
+
+
+def forbidden(request: web.Request) -> web.StreamResponse:
+    """The page for a connection of another local user: it consumed nothing."""
+    return page_response("forbidden", status=403, reason="other-user")
 
 
 def see_other(location: str) -> web.Response:
@@ -244,4 +266,5 @@ def create_browser_app(bridge: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", home, allow_head=False)
     app.router.add_get("/self-test/{token}", self_test, allow_head=False)
+    app.router.add_get("/go/{token}", go, allow_head=False)
     return app

@@ -13,8 +13,15 @@ from multidict import MultiMapping
 from bridge.daemon.agent_auth import AgentAuth
 from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.forward import forward
-from bridge.daemon.logins import Logins
-from bridge.daemon.model import FailureCode, Login, Outcome, Status, interrupted
+from bridge.daemon.logins import CredentialsLost, Logins
+from bridge.daemon.model import (
+    FailureCode,
+    Login,
+    Outcome,
+    Status,
+    credentials_lost,
+    interrupted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ REASONS = {
     "no-login": "No login is waiting for this state at this provider.",
     "not-a-page": "There is no page at this address.",
     "prefetch": "This address is served only when it is opened, not fetched ahead of time.",
+    "spent": "This sign-in address works once, and it was used already (or its login "
+    "ended). Start the login again from your application.",
+    "other-user": "This connection comes from another user of this computer.",
     "forgotten": "The outcome of this sign-in is no longer kept here (oauth-bridge keeps it "
     "for a quarter of an hour); your application has it.",
     "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "
@@ -85,6 +95,7 @@ async def handle_callback(
     provider_id: str,
     params: MultiMapping[str],
     wait_seconds: float,
+    from_browser: bool = False,
 ) -> CallbackResult:
     """Process one callback; whatever arrives concurrently, a state is forwarded at most once.
 
@@ -110,6 +121,8 @@ async def handle_callback(
         # a mix-up attack, and the real redirect can still arrive.
         return CallbackResult("unknown", reason="no-login")
 
+    if from_browser and not login.browser_seen:
+        logins.browser_seen(login.id)
     if login.status is Status.PENDING:
         verdict = _refusal(
             login,
@@ -117,6 +130,10 @@ async def handle_callback(
             error=error,
             error_description=params.get("error_description"),
         )
+        if verdict is None and not _has_credentials(logins, login):
+            # Never sent as the daemon's user instead: the token would go to another user.
+            log.warning("login %s: its caller's credentials were lost in a restart", login.id)
+            verdict = credentials_lost()
         if verdict is not None:
             logins.finish(login.id, verdict, current=Status.PENDING)
         elif logins.stopping:
@@ -144,6 +161,14 @@ async def handle_callback(
     if final is None:
         return CallbackResult("unknown", reason="no-login")
     return CallbackResult(final.status.value, final)
+
+
+def _has_credentials(logins: Logins, login: Login) -> bool:
+    try:
+        logins.credentials_of(login)
+    except CredentialsLost:
+        return False
+    return True
 
 
 def can_open_a_socket() -> bool:
@@ -208,7 +233,11 @@ async def _forward(
 ) -> None:
     try:
         outcome = await forward(
-            control_plane, provider_id=login.provider_id, code=code, state=state
+            control_plane,
+            provider_id=login.provider_id,
+            code=code,
+            state=state,
+            credentials=logins.credentials_of(login),
         )
         if login.auth_id is not None:
             outcome = await agent_auth.settle(login, outcome)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -69,21 +70,28 @@ class ControlPlane:
         self.proxy_headers: dict[str, str] | None = None
         self.base_url = URL(base_url)
         self.deadline_seconds = deadline_seconds
-        # Built once: the headers are the same for every call.
-        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if credentials.api_key:
-            self.headers["X-Api-Key"] = credentials.api_key
-        if credentials.workspace_id:
-            self.headers["X-Tenant-Id"] = credentials.workspace_id
-        if credentials.bearer_token:
-            self.headers["Authorization"] = f"Bearer {credentials.bearer_token}"
+        self.credentials = credentials
+        # Built once: the headers are the same for every call made as the daemon's user.
+        self.common_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if proxy_auth is not None:
             # Credentials in the proxy's URL (http://user:pass@proxy:3128): on the CONNECT
             # for https, on the request itself for plain http (it goes to the proxy whole).
             if self.base_url.scheme == "https":
                 self.proxy_headers = {"Proxy-Authorization": proxy_auth.encode()}
             else:
-                self.headers["Proxy-Authorization"] = proxy_auth.encode()
+                self.common_headers["Proxy-Authorization"] = proxy_auth.encode()
+        self.headers = self.headers_for(credentials)
+
+    def headers_for(self, credentials: Credentials) -> dict[str, str]:
+        """Return every header of a call made with ``credentials``."""
+        headers = dict(self.common_headers)
+        if credentials.api_key:
+            headers["X-Api-Key"] = credentials.api_key
+        if credentials.workspace_id:
+            headers["X-Tenant-Id"] = credentials.workspace_id
+        if credentials.bearer_token:
+            headers["Authorization"] = f"Bearer {credentials.bearer_token}"
+        return headers
 
     @property
     def request_timeout(self) -> float:
@@ -94,7 +102,12 @@ class ControlPlane:
         """Join path segments to the base URL; each is percent-encoded as one segment."""
         url = self.base_url
         for segment in segments:
-            url = url / segment  # yarl encodes '/' inside a segment: an id stays one segment
+            if segment in ("", ".", ".."):
+                # A URL path normalises these away: the call would go elsewhere.
+                raise ValueError(f"{segment!r} cannot be one path segment")
+            # Encoded by hand: yarl's '/' leaves a '/' inside a segment as it is, which
+            # would let a provider id reach another path of the control plane.
+            url = url.joinpath(quote(segment, safe=""), encoded=True)
         return url
 
     async def send(
@@ -105,8 +118,14 @@ class ControlPlane:
         json: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109  # a per-request aiohttp timeout
         deadline: float | None = None,
+        credentials: Credentials | None = None,
     ) -> Reply:
-        """Send one request, retried only where it cannot have been read; raise Unreachable."""
+        """Send one request, retried only where it cannot have been read; raise Unreachable.
+
+        ``credentials`` are a caller's, for a call made as its LangSmith user; None, the
+        daemon's own.
+        """
+        headers = self.headers if credentials is None else self.headers_for(credentials)
         loop = asyncio.get_running_loop()
         ends = loop.time() + (self.deadline_seconds if deadline is None else deadline)
         per_request = (
@@ -123,7 +142,7 @@ class ControlPlane:
                     method,
                     url,
                     json=json,
-                    headers=self.headers,
+                    headers=headers,
                     allow_redirects=False,
                     proxy=self.proxy,
                     proxy_headers=self.proxy_headers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 3600
@@ -24,7 +24,7 @@ ProviderId = Annotated[
     ),
 ]
 TtlSeconds = Annotated[
-    int,
+    StrictInt,
     Field(ge=1, le=MAX_TTL_SECONDS, description="How long the login stays pending."),
 ]
 
@@ -40,16 +40,33 @@ ClientName = Annotated[
 ]
 
 
+# Characters that steer how text is shown rather than being shown: bidi embeddings,
+# overrides, isolates and marks reorder what follows them (a provider id "gpj.exe" shown
+# as "exe.jpg" on a result page or a terminal), and the line and paragraph separators
+# break a line. With C0, DEL and C1 these are "control characters" below.
+STEERING = frozenset(
+    "\u061c\u200e\u200f\u2028\u2029"
+    + "".join(map(chr, range(0x202A, 0x202F)))
+    + "".join(map(chr, range(0x2066, 0x206A)))
+)
+
+
+def is_control(character: str) -> bool:
+    """Say whether ``character`` is a C0 or C1 control, DEL, or one that steers display."""
+    code = ord(character)
+    return code < 0x20 or 0x7F <= code <= 0x9F or character in STEERING
+
+
 def no_controls(value: str | None) -> str | None:
     """Refuse control characters in a name shown to people."""
-    if value is not None and any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+    if value is not None and any(map(is_control, value)):
         raise ValueError("must not contain control characters")
     return value
 
 
 def one_segment(value: str) -> str:
     """Refuse a provider id that could not be one path segment of the callback URL."""
-    if "/" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if "/" in value or any(map(is_control, value)):
         raise ValueError("must not contain '/' or control characters")
     if value in (".", ".."):
         # A URL path normalises these away: no redirect could ever come back to them.
@@ -66,7 +83,7 @@ class LoginRequest(BaseModel):
     state: Annotated[str, Field(min_length=1, max_length=4096)]
     ttl_seconds: TtlSeconds = DEFAULT_TTL_SECONDS
     expected_issuer: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    require_issuer: bool = False
+    require_issuer: StrictBool = False
     client_name: ClientName | None = None
 
     _provider = field_validator("provider_id")(one_segment)
@@ -82,9 +99,14 @@ class AgentAuthLoginRequest(BaseModel):
     scopes: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=100)]
     user_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     agent_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
-    force_new: bool = False
+    force_new: StrictBool = False
     ttl_seconds: TtlSeconds = DEFAULT_TTL_SECONDS
     client_name: ClientName | None = None
+    callback: Literal["loopback", "hosted"] = Field(
+        default="loopback",
+        description="loopback: the provider sends the browser back to this daemon; hosted: "
+        "to the control plane's own page, which works from a browser on any machine.",
+    )
 
     _provider = field_validator("provider_id")(one_segment)
     _client = field_validator("client_name")(no_controls)
@@ -103,7 +125,7 @@ class AllowLoopbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 # -- answers: extra='forbid', so that a test sees an answer outgrow its description --
@@ -124,21 +146,42 @@ class LoginObject(DescribedAnswer):
         "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
     ]
     redirect_uri: str
+    callback: Literal["loopback", "hosted"] = Field(
+        description="Where the provider sends the browser back: this daemon (loopback) or "
+        "the control plane's own page (hosted; redirect_uri is then that page)."
+    )
+    browser_seen: bool = Field(
+        description="True once the browser opened the trampoline or delivered a callback."
+    )
+    credentials: Literal["caller", "daemon"] = Field(
+        description="Whose LangSmith credentials the login is made with."
+    )
     created_at: str = Field(description="RFC 3339")
     expires_at: str = Field(description="RFC 3339")
     result: dict[str, Any] | None = Field(
         description="null until terminal; then what the contract says for its status "
-        "(succeeded: control_plane_status, control_plane_body, and for Agent Auth token "
-        "and already_connected; failed: error, message, ...; denied: error, "
-        "error_description)"
+        "(succeeded: control_plane_status, and for Agent Auth already_connected; "
+        "failed: error, message, ...; denied: error, error_description). "
+        "result.token and result.control_plane_body are there only in an answer to "
+        "a request that shows the login's secret (X-Login-Secret)."
     )
 
 
 class CreatedLogin(LoginObject):
-    """The 201 answer: an Agent Auth login adds the URL to open, here and nowhere else."""
+    """The 201 answer: what only the login's creator gets, here and nowhere else."""
 
+    secret: str = Field(
+        description="Send it as X-Login-Secret to read result.token and "
+        "result.control_plane_body; kept by the daemon only as a hash."
+    )
     auth_url: str | None = Field(
-        default=None, description="Agent Auth only: the authorization URL to open."
+        default=None, description="Agent Auth only: the authorization URL (holds the state)."
+    )
+    open_url: str | None = Field(
+        default=None,
+        description="Agent Auth only: the address to open or print. A loopback login's "
+        "is the one-time trampoline http://127.0.0.1:PORT/go/{token}; a hosted login's "
+        "is the authorization URL itself.",
     )
 
 
@@ -180,6 +223,21 @@ class DaemonStatus(DescribedAnswer):
     )
     log: str = Field(description="Where the daemon's log goes.")
     recent_logins: list[LoginObject]
+
+
+class Connection(DescribedAnswer):
+    provider_id: str
+    name: str | None
+    connected: bool = Field(description="Whether this LangSmith user has a token for it.")
+
+
+class ConnectionList(DescribedAnswer):
+    connections: list[Connection]
+
+
+class Disconnected(DescribedAnswer):
+    provider_id: str
+    connected: Literal[False]
 
 
 class AllowLoopbackResult(DescribedAnswer):

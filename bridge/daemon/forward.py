@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bridge.daemon.config import Credentials
 from bridge.daemon.control_plane import MAX_ANSWER_BYTES, ControlPlane, Reply, Unreachable
 from bridge.daemon.model import JSON, FailureCode, Outcome, Status
 
@@ -24,12 +25,19 @@ class HTTPValidationError(BaseModel):
 
 
 async def forward(
-    control_plane: ControlPlane, *, provider_id: str, code: str, state: str
+    control_plane: ControlPlane,
+    *,
+    provider_id: str,
+    code: str,
+    state: str,
+    credentials: Credentials | None = None,
 ) -> Outcome:
     """Send the code once; retry only where it cannot have reached the control plane."""
     url = control_plane.url("v2", "auth", "callback", provider_id)
     try:
-        reply = await control_plane.send("POST", url, json={"code": code, "state": state})
+        reply = await control_plane.send(
+            "POST", url, json={"code": code, "state": state}, credentials=credentials
+        )
     except Unreachable as exc:
         return unreachable(
             f"{exc.reason}; the code may have reached it, so it was not sent again"
@@ -73,7 +81,8 @@ def classify(reply: Reply) -> Outcome:
             status,
             f"The control plane refused the credentials (HTTP {status}). Check the API key "
             "(LANGSMITH_API_KEY or api_key_file), the workspace (LANGSMITH_WORKSPACE_ID) "
-            "and the bearer token (OAUTH_BRIDGE_BEARER_TOKEN or bearer_token_file).",
+            "and the bearer token (OAUTH_BRIDGE_BEARER_TOKEN or bearer_token_file): your "
+            "tool's, where its environment sets them, else the daemon's.",
         )
     if status == 422:
         detail: JSON = None

@@ -8,10 +8,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bridge.daemon.model import Login, Outcome, Status
+from bridge.daemon.config import Credentials
+from bridge.daemon.model import Credentials as Whose
+from bridge.daemon.model import Login, NewLogin, Outcome, Status
 from bridge.daemon.store import LoginStore
 
 log = logging.getLogger(__name__)
+
+
+class CredentialsLost(Exception):
+    """A login made with its caller's credentials, which a restart of the daemon lost."""
 
 
 class Logins:
@@ -31,6 +37,9 @@ class Logins:
         # Called after any transition; the daemon hangs its systemd STATUS and idle
         # tracking here instead of polling.
         self.listeners: list[Callable[[], None]] = []
+        # The caller's own LangSmith credentials, by login: in memory only, and only
+        # until the login ends (the forward and the wait are all that need them).
+        self._credentials: dict[str, Credentials] = {}
 
     # -- reading ------------------------------------------------------------------
 
@@ -54,41 +63,44 @@ class Logins:
 
     # -- changing -----------------------------------------------------------------
 
-    def register(
-        self,
-        *,
-        provider_id: str,
-        state: str,
-        redirect_uri: str,
-        ttl_seconds: float,
-        expected_issuer: str | None = None,
-        require_issuer: bool = False,
-        auth_id: str | None = None,
-        client_name: str | None = None,
-    ) -> Login:
+    def register(self, new: NewLogin, *, credentials: Credentials | None = None) -> Login:
+        """Register a login; ``credentials`` are the caller's, for a login made as its user."""
         if self._timer_at is not None and self._timer_at <= self.clock():
             self.expire_due()  # the timer is due but has not run yet: free expired places
-        login = self.store.register(
-            provider_id=provider_id,
-            state=state,
-            redirect_uri=redirect_uri,
-            now=self.clock(),
-            ttl_seconds=ttl_seconds,
-            expected_issuer=expected_issuer,
-            require_issuer=require_issuer,
-            auth_id=auth_id,
-            client_name=client_name,
-        )
+        login = self.store.register(new, now=self.clock())
+        if credentials is not None and new.credentials is Whose.CALLER:
+            self._credentials[login.id] = credentials
         log.info(
             "login %s registered for %s%s, pending for %.0fs",
             login.id,
             login.provider_id,
-            " (Agent Auth)" if auth_id is not None else "",
+            " (Agent Auth)" if new.auth_id is not None else "",
             login.expires_at - login.created_at,
         )
         self._schedule(login.expires_at)
         self._changed_now(login.id)
         return login
+
+    def credentials_of(self, login: Login) -> Credentials | None:
+        """Return the credentials to call the control plane with for ``login``.
+
+        None means the daemon's own; a login made as its caller's user whose
+        credentials a restart lost raises CredentialsLost: it must never go out as the
+        daemon's user instead.
+        """
+        if login.credentials is Whose.DAEMON:
+            return None
+        credentials = self._credentials.get(login.id)
+        if credentials is None:
+            raise CredentialsLost(login.id)
+        return credentials
+
+    def browser_seen(self, login_id: str) -> None:
+        """Record that the user's browser reached this daemon for the login, and say it."""
+        login = self.store.get(login_id)
+        if login is not None and not login.browser_seen:
+            self.store.mark_browser_seen(login_id)
+            self._changed_now(login_id)
 
     async def begin_forward(self, login_id: str) -> bool:
         """Move a pending login to ``forwarding`` and put that on disk; False if it moved on."""
@@ -138,6 +150,7 @@ class Logins:
         now = self.clock()
         done = self.store.finish(login_id, outcome, now=now, current=current)
         if done:
+            self._credentials.pop(login_id, None)
             self.last_outcome = outcome.status
             log.info("login %s %s %s", login_id, outcome.status.value, _why(outcome))
             self._schedule(now + self.store.retention_seconds)
@@ -146,6 +159,7 @@ class Logins:
 
     def expire_due(self) -> None:
         for login_id in self.store.expire_due(self.clock()):
+            self._credentials.pop(login_id, None)
             self.last_outcome = Status.EXPIRED
             log.info("login %s expired", login_id)
             self._changed_now(login_id)

@@ -34,6 +34,25 @@ class FailureCode(enum.StrEnum):
     PROVIDER_ERROR = "provider_error"
     ISSUER_MISMATCH = "issuer_mismatch"
     INTERRUPTED = "interrupted"
+    CREDENTIALS_LOST = "credentials_lost"
+
+
+class Callback(enum.StrEnum):
+    """Where the provider sends the browser back: this daemon, or the control plane's page."""
+
+    LOOPBACK = "loopback"
+    HOSTED = "hosted"
+
+
+class Credentials(enum.StrEnum):
+    """Whose LangSmith credentials a login is made with."""
+
+    DAEMON = "daemon"
+    CALLER = "caller"
+
+
+# What only the tool that started a login may read: its answers may hold tokens.
+CREATOR_ONLY = ("token", "control_plane_body")
 
 
 @dataclass
@@ -52,6 +71,24 @@ class Outcome:
         return {**self.stored, **self.answer}
 
 
+@dataclass(frozen=True)
+class NewLogin:
+    """What a login is registered with, from the control API through to the store."""
+
+    provider_id: str
+    state: str
+    redirect_uri: str
+    ttl_seconds: float
+    # Only a hash of it is kept: the creator shows it to read the token.
+    secret: str
+    expected_issuer: str | None = None
+    require_issuer: bool = False
+    auth_id: str | None = None
+    client_name: str | None = None
+    callback: Callback = Callback.LOOPBACK
+    credentials: Credentials = Credentials.DAEMON
+
+
 @dataclass
 class Login:
     id: str
@@ -67,17 +104,31 @@ class Login:
     auth_id: str | None = None
     # The application that registered it, as it named itself: the page says "return to".
     client_name: str | None = None
+    callback: Callback = Callback.LOOPBACK
+    browser_seen: bool = False
+    credentials: Credentials = Credentials.DAEMON
+    secret_hash: bytes = field(default=b"", repr=False)
 
-    def to_json(self) -> dict[str, JSON]:
-        """Render the contract's login object: never the state, never the code."""
+    def to_json(self, *, for_creator: bool = False) -> dict[str, JSON]:
+        """Render the contract's login object: never the state, never the code.
+
+        The token and the control plane's body go only to the tool that started the
+        login (``for_creator``: it showed the login's secret).
+        """
+        result = self.result if self.status.terminal else None
+        if result is not None and not for_creator:
+            result = {k: v for k, v in result.items() if k not in CREATOR_ONLY}
         return {
             "id": self.id,
             "provider_id": self.provider_id,
             "status": self.status.value,
             "redirect_uri": self.redirect_uri,
+            "callback": self.callback.value,
+            "browser_seen": self.browser_seen,
+            "credentials": self.credentials.value,
             "created_at": rfc3339(self.created_at),
             "expires_at": rfc3339(self.expires_at),
-            "result": self.result if self.status.terminal else None,
+            "result": result,
         }
 
 
@@ -89,6 +140,19 @@ def interrupted() -> Outcome:
             "error": FailureCode.INTERRUPTED.value,
             "message": "oauth-bridge stopped while forwarding this login; it was not sent "
             "again, because the code may already have been used. Start the login again.",
+        },
+    )
+
+
+def credentials_lost() -> Outcome:
+    """The outcome of a login whose caller's credentials a restart took away."""
+    return Outcome(
+        Status.FAILED,
+        stored={
+            "error": FailureCode.CREDENTIALS_LOST.value,
+            "message": "oauth-bridge restarted after this login was started with your tool's "
+            "own LangSmith credentials, which it keeps in memory only; nothing was sent. "
+            "Start the login again.",
         },
     )
 

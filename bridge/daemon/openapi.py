@@ -20,8 +20,10 @@ from bridge.daemon.control_schema import (
     AllowLoopbackRequest,
     AllowLoopbackResult,
     CallbackRequest,
+    ConnectionList,
     CreatedLogin,
     DaemonStatus,
+    Disconnected,
     LoginList,
     LoginObject,
     LoginRequest,
@@ -39,6 +41,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     Problem,
     DaemonStatus,
     AllowLoopbackResult,
+    ConnectionList,
+    Disconnected,
 )
 
 
@@ -55,6 +59,31 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 LOGIN_ID = {"name": "login_id", "in": "path", "required": True, "schema": {"type": "string"}}
+PROVIDER_ID = {"name": "provider_id", "in": "path", "required": True, "schema": {"type": "string"}}
+LOGIN_SECRET = {
+    "name": "X-Login-Secret",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The secret of the 201 answer: with it, result.token and "
+    "result.control_plane_body are in the answer (a wrong one is 403).",
+}
+# The control plane's own credential headers, from a caller that has its own: every call
+# made for the request goes as that LangSmith user, each header replacing the daemon's.
+CALLER_CREDENTIALS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"The caller's {what}, used instead of the daemon's (memory only).",
+    }
+    for name, what in (
+        ("X-Api-Key", "LangSmith API key"),
+        ("X-Tenant-Id", "workspace id"),
+        ("Authorization", "'Bearer <token>'"),
+    )
+]
 
 
 def build_document() -> dict[str, Any]:
@@ -67,6 +96,8 @@ def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/logins": {
             "post": {
+                "operationId": "create_login",
+                "parameters": CALLER_CREDENTIALS,
                 "summary": "Register a login: expect a state, or have the daemon start one "
                 "(Agent Auth: scopes instead of state)",
                 "requestBody": {
@@ -88,33 +119,40 @@ def build_document() -> dict[str, Any]:
                 },
             },
             "get": {
-                "summary": "List the logins the daemon holds",
+                "operationId": "list_logins",
+                "summary": "List the logins the daemon holds (never a token)",
                 "responses": {"200": _json(_ref(LoginList), "Every login")},
             },
         },
         "/v1/logins/{login_id}": {
             "parameters": [LOGIN_ID],
             "get": {
+                "operationId": "get_login",
                 "summary": "Show a login; with wait, long-poll until it is terminal",
                 "parameters": [
+                    LOGIN_SECRET,
                     {
                         "name": "wait",
                         "in": "query",
                         "required": False,
                         "schema": {"type": "number", "minimum": 0, "maximum": 300},
                         "description": "Seconds to wait for an outcome (more is clamped to 300)",
-                    }
+                    },
                 ],
                 "responses": {
                     "200": _json(_ref(LoginObject), "The login"),
+                    "403": _problem("X-Login-Secret is not this login's secret"),
                     "404": _problem("No login has this id"),
                     "422": _problem("wait is not a number of seconds"),
                 },
             },
             "delete": {
+                "operationId": "cancel_login",
                 "summary": "Cancel a pending login",
+                "parameters": [LOGIN_SECRET],
                 "responses": {
                     "200": _json(_ref(LoginObject), "Cancelled"),
+                    "403": _problem("X-Login-Secret is not this login's secret"),
                     "404": _problem("No login has this id"),
                     "409": _problem("Already terminal (login: how it ended)"),
                 },
@@ -122,6 +160,7 @@ def build_document() -> dict[str, Any]:
         },
         "/v1/callbacks": {
             "post": {
+                "operationId": "complete_callback",
                 "summary": "Process a redirect address pasted by the user, as the browser would",
                 "requestBody": {
                     "required": True,
@@ -137,20 +176,16 @@ def build_document() -> dict[str, Any]:
         },
         "/v1/status": {
             "get": {
-                "summary": "Describe the daemon (never a secret)",
+                "operationId": "get_status",
+                "summary": "Describe the daemon (never a secret, never a token)",
                 "responses": {"200": _json(_ref(DaemonStatus), "The daemon's status")},
             }
         },
         "/v1/providers/{provider_id}/allow-loopback": {
-            "parameters": [
-                {
-                    "name": "provider_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [PROVIDER_ID],
             "post": {
+                "operationId": "allow_loopback",
+                "parameters": CALLER_CREDENTIALS,
                 "summary": "Add this daemon's callback to the provider's allowed redirect URIs",
                 "requestBody": {
                     "required": False,
@@ -158,6 +193,31 @@ def build_document() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref(AllowLoopbackResult), "Done, or nothing to do"),
+                    "422": _problem("The provider id or the body is not valid"),
+                    "502": _problem("The control plane refused or failed"),
+                },
+            },
+        },
+        "/v1/connections": {
+            "get": {
+                "operationId": "list_connections",
+                "summary": "Each provider, and whether this LangSmith user is connected to it",
+                "parameters": CALLER_CREDENTIALS,
+                "responses": {
+                    "200": _json(_ref(ConnectionList), "The providers"),
+                    "502": _problem("The control plane refused or failed"),
+                },
+            }
+        },
+        "/v1/connections/{provider_id}": {
+            "parameters": [PROVIDER_ID],
+            "delete": {
+                "operationId": "disconnect",
+                "summary": "Revoke this LangSmith user's tokens for the provider",
+                "parameters": CALLER_CREDENTIALS,
+                "responses": {
+                    "200": _json(_ref(Disconnected), "Revoked"),
+                    "422": _problem("The provider id is not one path segment"),
                     "502": _problem("The control plane refused or failed"),
                 },
             },

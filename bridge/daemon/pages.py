@@ -42,6 +42,12 @@ WORDING: dict[str, tuple[str, str, str]] = {
         "Nothing was sent anywhere. Start the login again from your application.",
         "#cf222e",
     ),
+    "forbidden": (
+        "This sign-in belongs to another user of this computer",
+        "oauth-bridge serves only the user who runs it; nothing was used or sent. Sign in "
+        "from your own account's application.",
+        "#cf222e",
+    ),
     "unknown": (
         "No login is waiting for this response",
         "It may have expired, been used already, or been started elsewhere. Nothing was "
@@ -78,6 +84,8 @@ FAILURES: dict[str, str] = {
     "nothing was sent anywhere. Start again from your application.",
     "interrupted": "oauth-bridge stopped while it was finishing. Start again from your "
     "application.",
+    "credentials_lost": "oauth-bridge restarted since this login began, and nothing was "
+    "sent. Start again from your application.",
 }
 
 

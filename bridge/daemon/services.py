@@ -22,6 +22,7 @@ from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.logins import Logins
 from bridge.daemon.logs import log_location
 from bridge.daemon.store import LoginStore
+from bridge.daemon.trampoline import Trampolines
 from bridge.errors import UsageError
 from bridge.paths import Paths
 
@@ -78,6 +79,7 @@ class Services:
     last_activity: float = field(default_factory=time.monotonic)
     log_location: str = field(default_factory=log_location)
     browser_checks: BrowserChecks = field(default_factory=BrowserChecks)
+    trampolines: Trampolines = field(default_factory=lambda: Trampolines(1000))
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -92,6 +94,9 @@ class Services:
 
     def redirect_uri(self, provider_id: str) -> str:
         return f"{self.url}/callback/{quote(provider_id, safe='')}"
+
+    def trampoline_url(self, token: str) -> str:
+        return f"{self.url}/go/{token}"
 
     @property
     def callback_wait_seconds(self) -> float:
@@ -187,6 +192,7 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
                 logins=logins,
                 control_plane=control_plane,
                 agent_auth=agent_auth,
+                trampolines=Trampolines(settings.pending_limit),
             )
             try:
                 yield bridge

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import secrets
 import sqlite3
 from pathlib import Path
 
-from bridge.daemon.model import JSON, Login, Outcome, Status, interrupted
+from bridge.daemon.model import (
+    JSON,
+    Callback,
+    Credentials,
+    Login,
+    NewLogin,
+    Outcome,
+    Status,
+    interrupted,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logins (
@@ -25,7 +35,11 @@ CREATE TABLE IF NOT EXISTS logins (
     result TEXT,
     discard_at REAL,
     auth_id TEXT,
-    client_name TEXT
+    client_name TEXT,
+    secret_hash BLOB,
+    callback TEXT NOT NULL DEFAULT 'loopback',
+    browser_seen INTEGER NOT NULL DEFAULT 0,
+    credentials TEXT NOT NULL DEFAULT 'daemon'
 );
 CREATE INDEX IF NOT EXISTS logins_pending_expiry ON logins (expires_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS logins_discard ON logins (discard_at) WHERE discard_at IS NOT NULL;
@@ -33,9 +47,20 @@ CREATE INDEX IF NOT EXISTS logins_in_flight ON logins (status) WHERE status = 'f
 """
 
 COLUMNS = (
-    "id, provider_id, status, redirect_uri, created_at, expires_at,"
-    " expected_issuer, require_issuer, result, auth_id, client_name"
+    "id, provider_id, status, redirect_uri, created_at, expires_at, expected_issuer,"
+    " require_issuer, result, auth_id, client_name, secret_hash, callback, browser_seen,"
+    " credentials"
 )
+# Columns added since the first version, with their definitions: a store from an earlier
+# version gains them when it is opened.
+ADDED_COLUMNS = {
+    "auth_id": "TEXT",
+    "client_name": "TEXT",
+    "secret_hash": "BLOB",
+    "callback": "TEXT NOT NULL DEFAULT 'loopback'",
+    "browser_seen": "INTEGER NOT NULL DEFAULT 0",
+    "credentials": "TEXT NOT NULL DEFAULT 'daemon'",
+}
 
 
 class DuplicateState(Exception):
@@ -59,6 +84,17 @@ def state_hash(state: str) -> bytes:
     return hashlib.sha256(state.encode("utf-8", "surrogatepass")).digest()
 
 
+def new_secret() -> str:
+    """Return a fresh login secret: what the creator shows to read the token."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_matches(login: Login, secret: str) -> bool:
+    """Compare a shown secret with the login's, in constant time."""
+    shown = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+    return bool(login.secret_hash) and hmac.compare_digest(shown, login.secret_hash)
+
+
 class LoginStore:
     """Logins on disk, plus the control plane's answers, which stay in memory only."""
 
@@ -79,9 +115,10 @@ class LoginStore:
         # connection: syncing it makes every commit so far durable.
         self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(logins)")}
-        for column in ("auth_id", "client_name"):  # a store from an earlier version
+        for column, definition in ADDED_COLUMNS.items():  # a store from an earlier version
             if column not in columns:
-                self._db.execute(f"ALTER TABLE logins ADD COLUMN {column} TEXT")
+                self._db.execute(f"ALTER TABLE logins ADD COLUMN {column} {definition}")
+        self._db.row_factory = sqlite3.Row
         self._answers: dict[str, dict[str, JSON]] = {}
         # Every state hash in the table: a stray or forged callback is refused without
         # a query, which is most of the cost of a flood of them.
@@ -107,62 +144,73 @@ class LoginStore:
         os.close(self._wal)
 
     def recover_interrupted(self, now: float) -> int:
-        """Fail every login left ``forwarding`` by a previous run: it is never resent."""
+        """Fail every login left ``forwarding`` by a previous run: it is never resent.
+
+        An Agent Auth login made with the daemon's credentials stays ``forwarding``: the
+        control plane's wait endpoint may say it completed (``AgentAuth.resume`` asks).
+        """
         outcome = interrupted()
         cursor = self._db.execute(
-            "UPDATE logins SET status = ?, result = ?, discard_at = ? WHERE status = 'forwarding'",
+            "UPDATE logins SET status = ?, result = ?, discard_at = ? WHERE status = 'forwarding'"
+            " AND (auth_id IS NULL OR auth_id = '' OR credentials != 'daemon')",
             (outcome.status.value, json.dumps(outcome.stored), now + self.retention_seconds),
         )
         return int(cursor.rowcount)
+
+    def interrupted_on_agent_auth(self) -> list[Login]:
+        """Return the logins a previous run left forwarding whose outcome the wait may tell."""
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM logins WHERE status = 'forwarding' AND auth_id IS NOT NULL"
+        ).fetchall()
+        return [self._login(row) for row in rows]
+
+    def mark_browser_seen(self, login_id: str) -> None:
+        """Record that the user's browser reached this daemon for the login."""
+        self._db.execute("UPDATE logins SET browser_seen = 1 WHERE id = ?", (login_id,))
 
     @property
     def pending_count(self) -> int:
         return self._pending
 
-    def register(
-        self,
-        *,
-        provider_id: str,
-        state: str,
-        redirect_uri: str,
-        now: float,
-        ttl_seconds: float,
-        expected_issuer: str | None = None,
-        require_issuer: bool = False,
-        auth_id: str | None = None,
-        client_name: str | None = None,
-    ) -> Login:
+    def register(self, new: NewLogin, *, now: float) -> Login:
         if self._pending >= self.pending_limit:
             raise PendingLimitReached
-        digest = state_hash(state)
+        digest = state_hash(new.state)
         login = Login(
             id=new_login_id(),
-            provider_id=provider_id,
+            provider_id=new.provider_id,
             status=Status.PENDING,
-            redirect_uri=redirect_uri,
+            redirect_uri=new.redirect_uri,
             created_at=now,
-            expires_at=now + ttl_seconds,
-            expected_issuer=expected_issuer,
-            require_issuer=require_issuer,
-            auth_id=auth_id,
-            client_name=client_name,
+            expires_at=now + new.ttl_seconds,
+            expected_issuer=new.expected_issuer,
+            require_issuer=new.require_issuer,
+            auth_id=new.auth_id,
+            client_name=new.client_name,
+            callback=new.callback,
+            credentials=new.credentials,
+            secret_hash=hashlib.sha256(new.secret.encode()).digest(),
         )
         try:
             self._db.execute(
                 "INSERT INTO logins (id, state_hash, provider_id, status, redirect_uri,"
                 " created_at, expires_at, expected_issuer, require_issuer, auth_id,"
-                " client_name) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                " client_name, secret_hash, callback, credentials)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     login.id,
                     digest,
-                    provider_id,
-                    redirect_uri,
+                    login.provider_id,
+                    login.redirect_uri,
                     login.created_at,
                     login.expires_at,
-                    expected_issuer,
-                    require_issuer,
-                    auth_id,
-                    client_name,
+                    login.expected_issuer,
+                    login.require_issuer,
+                    login.auth_id,
+                    login.client_name,
+                    login.secret_hash,
+                    login.callback.value,
+                    login.credentials.value,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -273,39 +321,32 @@ class LoginStore:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def _login(self, row: tuple[object, ...]) -> Login:
-        (
-            login_id,
-            provider_id,
-            status,
-            redirect_uri,
-            created_at,
-            expires_at,
-            expected_issuer,
-            require_issuer,
-            result,
-            auth_id,
-            client_name,
-        ) = row
-        assert isinstance(login_id, str)
-        stored = json.loads(result) if isinstance(result, str) else None
+    def _login(self, row: sqlite3.Row) -> Login:
+        login_id = str(row["id"])
+        status = Status(str(row["status"]))
+        auth_id = row["auth_id"]
+        stored = json.loads(row["result"]) if isinstance(row["result"], str) else None
         if stored is not None:
             stored.update(self._answers.get(login_id, {}))
-            if Status(str(status)) is Status.SUCCEEDED:
+            if status is Status.SUCCEEDED:
                 # The body and the token are held in memory only: after a restart, null.
                 stored.setdefault("control_plane_body", None)
                 if auth_id is not None:
                     stored.setdefault("token", None)
         return Login(
             id=login_id,
-            provider_id=str(provider_id),
-            status=Status(str(status)),
-            redirect_uri=str(redirect_uri),
-            created_at=float(created_at),  # type: ignore[arg-type]  # REAL column
-            expires_at=float(expires_at),  # type: ignore[arg-type]  # REAL column
-            expected_issuer=None if expected_issuer is None else str(expected_issuer),
-            require_issuer=bool(require_issuer),
+            provider_id=str(row["provider_id"]),
+            status=status,
+            redirect_uri=str(row["redirect_uri"]),
+            created_at=float(row["created_at"]),
+            expires_at=float(row["expires_at"]),
+            expected_issuer=row["expected_issuer"],
+            require_issuer=bool(row["require_issuer"]),
             result=stored,
             auth_id=None if auth_id is None else str(auth_id),
-            client_name=None if client_name is None else str(client_name),
+            client_name=row["client_name"],
+            callback=Callback(row["callback"]),
+            browser_seen=bool(row["browser_seen"]),
+            credentials=Credentials(row["credentials"]),
+            secret_hash=bytes(row["secret_hash"] or b""),
         )

@@ -17,7 +17,7 @@ async def start_login(
 ) -> tuple[int, dict[str, Any]]:
     body = {"provider_id": provider_id, "scopes": ["repo"], **fields}
     async with bridge.control.post("http://bridge/v1/logins", json=body) as response:
-        return response.status, await response.json()
+        return response.status, bridge.remember(await response.json())
 
 
 async def logins(bridge: RunningDaemon) -> list[dict[str, Any]]:

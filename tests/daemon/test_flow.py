@@ -47,17 +47,27 @@ async def test_a_callback_is_forwarded_once_with_exact_body_and_headers(
 
 
 async def test_login_object_has_the_contract_shape(bridge: RunningDaemon) -> None:
-    login = await bridge.register("github", "st-shape")
+    created = await bridge.register("github", "st-shape")
+    login = await bridge.login(created["id"])
 
     assert set(login) == {
         "id",
         "provider_id",
         "status",
         "redirect_uri",
+        "callback",
+        "browser_seen",
+        "credentials",
         "created_at",
         "expires_at",
         "result",
     }
+    assert set(created) == set(login) | {"secret"}
+    assert (login["callback"], login["browser_seen"], login["credentials"]) == (
+        "loopback",
+        False,
+        "daemon",
+    )
     assert login["status"] == "pending"
     assert login["result"] is None
     assert login["redirect_uri"] == f"{bridge.url}/callback/github"

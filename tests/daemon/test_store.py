@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.daemon.model import Outcome, Status
+from bridge.daemon.model import NewLogin, Outcome, Status
 from bridge.daemon.store import DuplicateState, LoginStore, PendingLimitReached, state_hash
 
 
@@ -20,15 +20,14 @@ def open_store(tmp_path: Path, **kw: float) -> LoginStore:
 
 
 def register(store: LoginStore, state: str, *, now: float = 1000.0, ttl: float = 600) -> str:
-    return store.register(
+    new = NewLogin(
         provider_id="github",
         state=state,
         redirect_uri="http://x/callback/github",
-        now=now,
         ttl_seconds=ttl,
-        expected_issuer=None,
-        require_issuer=False,
-    ).id
+        secret="secret-canary-" + state,
+    )
+    return store.register(new, now=now).id
 
 
 def test_no_state_is_at_rest_in_the_clear(tmp_path: Path) -> None:
