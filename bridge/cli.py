@@ -158,7 +158,15 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
         help="start a new authorization even when already connected",
     )
     login.add_argument(
-        "--no-open", action="store_true", help="print the authorization URL, do not open it"
+        "--callback",
+        choices=["auto", "loopback", "hosted"],
+        default=None,
+        help="where the browser comes back: this daemon (loopback), LangSmith's own page "
+        "(hosted: a browser on any machine), or auto (the default, env "
+        "OAUTH_BRIDGE_CALLBACK): decided by where this runs, as 'doctor' shows",
+    )
+    login.add_argument(
+        "--no-open", action="store_true", help="print the sign-in address, do not open it"
     )
     login.add_argument(
         "--timeout", type=float, metavar="S", help="give up waiting after S seconds (exit 12)"
@@ -188,6 +196,14 @@ def _providers_arguments(providers: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="say what would change, change nothing"
     )
     allow.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _connections_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the connections as JSON")
+
+
+def _disconnect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("provider", metavar="PROVIDER", help="the provider id to disconnect")
 
 
 def _doctor_arguments(doctor: argparse.ArgumentParser) -> None:
@@ -295,9 +311,9 @@ COMMANDS: dict[str, Command] = {
     "login": Command(
         help="connect a provider in one command: the daemon starts the flow with LangSmith",
         add_arguments=_login_arguments,
-        description="Have the daemon start a LangSmith Agent Auth login for a provider (it "
-        "calls the control plane with its own credentials, so this command needs none), "
-        "print the authorization URL and open it, and wait until the login ends, like "
+        description="Have the daemon start a LangSmith Agent Auth login for a provider (as "
+        "the LangSmith user of this environment's LANGSMITH_API_KEY, else the daemon's "
+        "own), print the sign-in address and open it, and wait until the login ends, like "
         "'expect --wait'. Already connected: it exits 0 at once. The token is printed only "
         "inside --json's login object.",
         epilog="examples:\n"
@@ -335,6 +351,23 @@ COMMANDS: dict[str, Command] = {
         epilog="example:\n  oauth-bridge complete        (then paste the address and press Enter)"
         "\n\nexit codes: 0 succeeded, 10 failed or no login waits for that state, 11 denied, "
         "12 expired, 13 cancelled, 2 not a callback address of this daemon, 3 no daemon",
+    ),
+    "connections": Command(
+        help="show each provider and whether your LangSmith user is connected to it",
+        add_arguments=_connections_arguments,
+        description="List the providers of the LangSmith control plane and whether your "
+        "LangSmith user (your environment's LANGSMITH_API_KEY, else the daemon's) has a "
+        "token for each.",
+        epilog="example:\n  oauth-bridge connections --json\n\n"
+        "exit codes: 0 listed, 10 the control plane refused, 3 no daemon",
+    ),
+    "disconnect": Command(
+        help="revoke your LangSmith user's tokens for a provider",
+        add_arguments=_disconnect_arguments,
+        description="Delete every token your LangSmith user (your environment's "
+        "LANGSMITH_API_KEY, else the daemon's) holds for PROVIDER on the control plane.",
+        epilog="example:\n  oauth-bridge disconnect github\n\n"
+        "exit codes: 0 disconnected, 10 the control plane refused, 3 no daemon",
     ),
     "doctor": Command(
         help="check what a login needs here, and say what to do about each problem",
@@ -457,7 +490,15 @@ def dispatch(args: argparse.Namespace) -> int:
         from bridge.client.login_command import run_login
 
         return run_login(args)
-    if command in ("status", "stop", "cancel", "complete", "providers"):
+    if command in (
+        "status",
+        "stop",
+        "cancel",
+        "complete",
+        "providers",
+        "connections",
+        "disconnect",
+    ):
         from bridge.client import commands
 
         return int(getattr(commands, command)(args))

@@ -97,7 +97,11 @@ class ControlPlaneDouble:
         # The Auth Service v2.
         self.auth_calls: list[Call] = []  # authenticate, wait, providers: not the callback
         self.auth_requests: dict[str, AuthRequest] = {}
-        self.tokens: dict[tuple[str, str | None], str] = {}  # (provider, user_id): connected
+        # Each API key the double knows is one LangSmith user's; `tokens` is the first
+        # user's (the daemon's key in most tests), `tokens_of` every user's.
+        self.other_users: dict[str, str] = {}  # API key -> user, beside api_key's user-a
+        self.tokens_of: dict[str, dict[tuple[str, str | None], str]] = {"user-a": {}}
+        self.revoked: list[tuple[str, str]] = []  # (LangSmith user, provider) revoked
         self.agent_auth_enabled = True
         self.authenticate_answers: list[tuple[int, Any]] = []  # scripted answers, popped
         self.waits_in_flight = 0
@@ -126,9 +130,25 @@ class ControlPlaneDouble:
         app.router.add_get("/v2/auth/providers/{provider_id}", self.get_provider)
         app.router.add_patch("/v2/auth/providers/{provider_id}", self.patch_provider)
         app.router.add_get("/host-oauth-callback/{provider_id}", self.hosted_page)
+        app.router.add_get("/v2/auth/tokens/exists", self.token_exists)
+        app.router.add_delete("/v2/auth/tokens", self.revoke_tokens)
         return app
 
     # -- the Auth Service v2 ----------------------------------------------------------
+
+    @property
+    def tokens(self) -> dict[tuple[str, str | None], str]:
+        """The tokens of the first LangSmith user: (provider, user_id) -> token."""
+        return self.tokens_of["user-a"]
+
+    def add_user(self, api_key: str, user: str) -> None:
+        """Know another API key, as another LangSmith user's."""
+        self.other_users[api_key] = user
+        self.tokens_of.setdefault(user, {})
+
+    def user_of(self, credentials: tuple[str | None, ...]) -> str:
+        """Return the LangSmith user whose API key a call (or an auth request) carried."""
+        return self.other_users.get(credentials[0] or "", "user-a")
 
     def allow(self, provider_id: str, redirect_uri: str) -> None:
         """List ``redirect_uri`` in the provider's allowed_redirect_uris (as an admin would)."""
@@ -190,7 +210,9 @@ class ControlPlaneDouble:
             return web.json_response({"detail": "Provider not found"}, status=404)
         user_id = body.get("user_id")
         auth_id = f"auth-{next(self._ids)}"
-        token = self.tokens.get((provider["provider_id"], user_id))
+        token = self.tokens_of[self.user_of(self._caller(request))].get(
+            (provider["provider_id"], user_id)
+        )
         if token is not None and not body.get("force_new"):
             return web.json_response(
                 {"status": "completed", "auth_id": auth_id, "token": token, "user_id": user_id}
@@ -277,6 +299,28 @@ class ControlPlaneDouble:
         provider.update({k: v for k, v in body.items() if k in provider})
         return web.json_response(provider)
 
+    async def token_exists(self, request: web.Request) -> web.Response:
+        self._record(request)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        provider_id = request.query.get("provider_id", "")
+        mine = self.tokens_of[self.user_of(self._caller(request))]
+        return web.json_response({"has_token": any(p == provider_id for p, _ in mine)})
+
+    async def revoke_tokens(self, request: web.Request) -> web.Response:
+        self._record(request)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        provider_id = request.query.get("provider_id", "")
+        user = self.user_of(self._caller(request))
+        mine = self.tokens_of[user]
+        for key in [k for k in mine if k[0] == provider_id]:
+            del mine[key]
+        self.revoked.append((user, provider_id))
+        return web.json_response({"deleted": True})
+
     async def hosted_page(self, request: web.Request) -> web.Response:
         """LangSmith's own callback page: it finishes the flow itself, for the user's browser."""
         state = request.query.get("state", "")
@@ -288,7 +332,7 @@ class ControlPlaneDouble:
 
     def _complete(self, auth: AuthRequest) -> None:
         token = f"token-{auth.provider_id}-{secrets.token_hex(8)}"
-        self.tokens[(auth.provider_id, auth.user_id)] = token
+        self.tokens_of[self.user_of(auth.credentials)][(auth.provider_id, auth.user_id)] = token
         auth.settle("completed", token)
 
     async def start(self) -> None:
@@ -392,8 +436,10 @@ class ControlPlaneDouble:
         return web.Response(text=body, content_type="application/json")
 
     def _authorized(self, request: web.Request) -> bool:
+        key = request.headers.get("X-Api-Key")
+        if self.api_key is not None and key != self.api_key and key not in self.other_users:
+            return False
         expected = {
-            "X-Api-Key": self.api_key,
             "X-Tenant-Id": self.workspace_id,
             "Authorization": f"Bearer {self.bearer}" if self.bearer else None,
         }

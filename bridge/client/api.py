@@ -9,15 +9,17 @@ cancelled await leaves nothing blocked behind it.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bridge.client.autostart import ensure_daemon
 from bridge.client.browser import open_url
+from bridge.client.redirect_file import write_redirect_file
 from bridge.client.transport import Answer, AsyncControlClient, ControlClient
 from bridge.errors import BridgeError, ControlPlaneRefused, DaemonUnavailable, UsageError
 from bridge.paths import Paths, default_paths
@@ -25,7 +27,13 @@ from bridge.paths import Paths, default_paths
 if TYPE_CHECKING:
     from typing import Self
 
+LoginStatus = Literal[
+    "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
+]
+CallbackMode = Literal["loopback", "hosted"]
 TERMINAL = frozenset({"succeeded", "failed", "denied", "expired", "cancelled"})
+# What only the login's creator reads; never in a repr.
+CREATOR_ONLY = ("token", "control_plane_body")
 LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost"}
 # The daemon answers a long-poll after at most this long; a slice asks for no more.
 MAX_WAIT_SLICE = 300.0
@@ -39,16 +47,27 @@ RECONNECT_PAUSE = 0.2
 FORWARDING_GRACE = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _LoginFields:
     id: str
     provider_id: str
-    status: str
+    status: LoginStatus
     redirect_uri: str
     created_at: str
     expires_at: str
     result: dict[str, Any] | None = None
+    callback: CallbackMode = "loopback"
+    browser_seen: bool = False
+    credentials: Literal["caller", "daemon"] = "daemon"
+    # The authorization URL (it holds the state): from the 201 answer only.
     auth_url: str | None = None
+    # The address to open or print: the one-time trampoline of a loopback login, the
+    # authorization URL of a hosted one. None once the login needs no browser.
+    open_url: str | None = None
+    # Whether a browser was launched with open_url.
+    browser_opened: bool = False
+    # What shows the daemon that this process started the login (X-Login-Secret).
+    secret: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -62,34 +81,47 @@ class _LoginFields:
         return token if isinstance(token, str) else None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the contract's login object (never ``auth_url``: it holds the state)."""
+        """Return the contract's login object (never ``auth_url`` nor the secret)."""
         return {
             "id": self.id,
             "provider_id": self.provider_id,
             "status": self.status,
             "redirect_uri": self.redirect_uri,
+            "callback": self.callback,
+            "browser_seen": self.browser_seen,
+            "credentials": self.credentials,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "result": self.result,
         }
 
+    def __repr__(self) -> str:
+        # Never the token, the secret or the authorization URL: a repr ends up in logs.
+        result = None
+        if self.result is not None:
+            result = {k: v for k, v in self.result.items() if k not in CREATOR_ONLY}
+        return (
+            f"{type(self).__name__}(id={self.id!r}, provider_id={self.provider_id!r}, "
+            f"status={self.status!r}, callback={self.callback!r}, result={result!r})"
+        )
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Login(_LoginFields):
     """A login as the daemon last described it; ``wait()`` returns a newer one."""
 
-    bridge: Bridge = field(kw_only=True, repr=False, compare=False)
+    bridge: Bridge = field(kw_only=True, compare=False)
 
     def wait(self, timeout: float | None = None) -> Login:
         """Block until the login ends (or ``timeout`` runs out); return it as it then is."""
         return self.bridge.wait(self, timeout=timeout)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class AsyncLogin(_LoginFields):
     """A login from ``AsyncBridge``: the same fields, and ``await login.wait()``."""
 
-    bridge: AsyncBridge = field(kw_only=True, repr=False, compare=False)
+    bridge: AsyncBridge = field(kw_only=True, compare=False)
 
     async def wait(
         self,
@@ -97,6 +129,15 @@ class AsyncLogin(_LoginFields):
     ) -> AsyncLogin:
         """Wait until the login ends (or ``timeout`` runs out); return it as it then is."""
         return await self.bridge.wait(self, timeout=timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A provider of the control plane, and whether this LangSmith user is connected to it."""
+
+    provider_id: str
+    name: str | None
+    connected: bool
 
 
 # -- what the twins share ----------------------------------------------------------
@@ -110,6 +151,7 @@ class Call:
     path: str
     body: Any = None
     timeout: float = 10.0
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +167,7 @@ Step = Call | Pause
 def _wait_flow(
     login: dict[str, Any],
     *,
+    secret: str | None = None,
     timeout: float | None,
     tick: float | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
@@ -162,6 +205,7 @@ def _wait_flow(
                 f"/v1/logins/{quote(login['id'], safe='')}?wait={slice_:.3f}",
                 None,
                 slice_ + 30,
+                secret_header(secret),
             )
         except DaemonUnavailable:
             # The daemon went away: a restart keeps every pending login, so ask again.
@@ -182,13 +226,72 @@ def _wait_flow(
     return login
 
 
+def secret_header(secret: str | None) -> dict[str, str]:
+    return {} if secret is None else {"X-Login-Secret": secret}
+
+
+def caller_credentials(
+    *,
+    api_key: str | None,
+    workspace_id: str | None,
+    bearer_token: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the control plane's credential headers this caller has, from it or its environment.
+
+    The daemon makes a login with them as this caller's LangSmith user (each header
+    replacing its own), whoever started the daemon.
+    """
+    env = os.environ if environ is None else environ
+    api_key = api_key if api_key is not None else env.get("LANGSMITH_API_KEY")
+    workspace_id = workspace_id if workspace_id is not None else env.get("LANGSMITH_WORKSPACE_ID")
+    bearer_token = (
+        bearer_token if bearer_token is not None else env.get("OAUTH_BRIDGE_BEARER_TOKEN")
+    )
+    headers = {}
+    if api_key:
+        headers["X-Api-Key"] = api_key.strip()
+    if workspace_id:
+        headers["X-Tenant-Id"] = workspace_id.strip()
+    if bearer_token:
+        headers["Authorization"] = f"Bearer {bearer_token.strip()}"
+    return headers
+
+
+L = TypeVar("L", bound=_LoginFields)
+
+
 class _Core:
     """What ``Bridge`` and ``AsyncBridge`` share and that does no I/O."""
 
-    def __init__(self, paths: Paths | None, client_name: str | None = None) -> None:
+    def __init__(
+        self,
+        paths: Paths | None,
+        client_name: str | None = None,
+        *,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         self.paths = paths or default_paths()
         self.daemon_url = ""
         self.client_name = client_name
+        # Sent with every call: the daemon uses them where a call reaches the control plane.
+        self.credentials = dict(credentials or {})
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return {**self.credentials, **call.headers}
+
+    def open_in_browser(self, url: str) -> bool:
+        """Launch a browser at ``url``, never with a state on its command line."""
+        if url.startswith(f"{self.daemon_url}/go/"):
+            return open_url(url)  # the one-time trampoline: no state in it
+        page = write_redirect_file(url, self.paths.runtime_dir)
+        return open_url(page.as_uri())
+
+    def opened(self, login: _LoginFields, *, open_browser: bool) -> dict[str, Any]:
+        """Open the login's address if asked; say whether a browser was launched."""
+        if not open_browser or login.open_url is None:
+            return {}
+        return {"browser_opened": self.open_in_browser(login.open_url)}
 
     def login_request(
         self,
@@ -199,12 +302,17 @@ class _Core:
         agent_id: str | None,
         force_new: bool,
         ttl_seconds: int,
+        callback: CallbackMode = "loopback",
     ) -> Call:
+        if isinstance(scopes, str) or not all(isinstance(s, str) for s in scopes):
+            # "openid" would be sent as the scopes o, p, e, n, i, d.
+            raise TypeError("scopes must be a list of strings, e.g. ['repo']")
         body: dict[str, Any] = {
             "provider_id": provider_id,
             "scopes": list(scopes),
             "force_new": force_new,
             "ttl_seconds": ttl_seconds,
+            "callback": callback,
         }
         if user_id is not None:
             body["user_id"] = user_id
@@ -248,6 +356,39 @@ class _Core:
     @staticmethod
     def login_path(login_id: str) -> str:
         return f"/v1/logins/{quote(login_id, safe='')}"
+
+    @staticmethod
+    def callback_mode(callback: str | None) -> CallbackMode:
+        """Resolve ``auto`` (or no choice) by where this process runs: one rule for all."""
+        from bridge.client.reach import callback_for, configured_callback, decide
+
+        choice = configured_callback(os.environ) if callback is None else callback
+        if choice not in (None, "auto", "loopback", "hosted"):
+            raise UsageError(f"callback must be auto, loopback or hosted, not {choice!r}")
+        return callback_for(choice, decide(os.environ))  # type: ignore[arg-type]
+
+    def cancel_request(self, login: str | _LoginFields) -> Call:
+        login_id = login if isinstance(login, str) else login.id
+        secret = None if isinstance(login, str) else login.secret
+        return Call("DELETE", self.login_path(login_id), headers=secret_header(secret))
+
+    def cancel_answer(self, answer: Answer) -> tuple[bool, dict[str, Any]]:
+        """Read a cancel's answer: whether it cancelled, and the login as it now is."""
+        if answer.status == 409 and isinstance(answer.body, dict) and "login" in answer.body:
+            return False, answer.body["login"]
+        return True, self.checked(answer)
+
+    @staticmethod
+    def disconnect_request(provider_id: str) -> Call:
+        return Call("DELETE", f"/v1/connections/{quote(provider_id, safe='')}", timeout=60)
+
+    @staticmethod
+    def newer(login: L, body: dict[str, Any]) -> L:
+        """Return ``login`` as ``body`` now describes it, keeping what only the 201 had."""
+        return replace(
+            login,
+            **{name: body[name] for name in _FIELDS if name in body and name not in _KEPT},
+        )
 
     @staticmethod
     def checked(answer: Answer, *, expected: tuple[int, ...] = (200, 201)) -> dict[str, Any]:
@@ -339,13 +480,29 @@ class Bridge:
     """The running oauth-bridge daemon, for a blocking program (a CLI, a script)."""
 
     def __init__(
-        self, start: bool = True, *, client_name: str | None = None, paths: Paths | None = None
+        self,
+        start: bool = True,
+        *,
+        client_name: str | None = None,
+        paths: Paths | None = None,
+        api_key: str | None = None,
+        workspace_id: str | None = None,
+        bearer_token: str | None = None,
     ) -> None:
         """Find the running daemon, starting one if none runs (unless ``start=False``).
 
         ``client_name`` is how the browser's page names your tool ("return to ...").
+        ``api_key``, ``workspace_id`` and ``bearer_token`` (by default the environment's
+        LANGSMITH_API_KEY, LANGSMITH_WORKSPACE_ID, OAUTH_BRIDGE_BEARER_TOKEN) make each
+        login as your LangSmith user, whoever started the daemon.
         """
-        self._core = _Core(paths, client_name)
+        self._core = _Core(
+            paths,
+            client_name,
+            credentials=caller_credentials(
+                api_key=api_key, workspace_id=workspace_id, bearer_token=bearer_token
+            ),
+        )
         info = ensure_daemon(self._core.paths, start=start)
         self._core.daemon_url = str(info["url"])
         self._client = ControlClient(self._core.paths.control_socket)
@@ -362,6 +519,10 @@ class Bridge:
         """Where the daemon's files are (its control socket among them)."""
         return self._core.paths
 
+    def open_in_browser(self, url: str) -> bool:
+        """Launch a browser at ``url`` (never with a state on its command line); True if one started."""
+        return self._core.open_in_browser(url)
+
     def login(
         self,
         provider_id: str,
@@ -372,8 +533,13 @@ class Bridge:
         force_new: bool = False,
         ttl_seconds: int = 600,
         open_browser: bool = False,
+        callback: Literal["auto", "loopback", "hosted"] | None = None,
     ) -> Login:
-        """Have the daemon start an Agent Auth login; open its URL if asked."""
+        """Have the daemon start an Agent Auth login; open its address if asked.
+
+        ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK, else
+        ``"auto"``, decided by where this process runs).
+        """
         call = self._core.login_request(
             provider_id,
             scopes,
@@ -381,11 +547,10 @@ class Bridge:
             agent_id=agent_id,
             force_new=force_new,
             ttl_seconds=ttl_seconds,
+            callback=self._core.callback_mode(callback),
         )
         login = self._login(self._checked(call))
-        if open_browser and login.auth_url is not None and open_url(login.auth_url):
-            login = replace(login, auth_url=None)
-        return login
+        return replace(login, **self._core.opened(login, open_browser=open_browser))
 
     @overload
     def expect(
@@ -431,9 +596,10 @@ class Bridge:
             require_issuer=require_issuer,
         )
         login = self._login(self._checked(call))
-        if open_browser and auth_url is not None and not open_url(auth_url):
-            login = replace(login, auth_url=auth_url)  # not opened: the caller shows it
-        return login
+        if auth_url is None:
+            return login
+        login = replace(login, auth_url=auth_url, open_url=auth_url)
+        return replace(login, **self._core.opened(login, open_browser=open_browser))
 
     def get(self, login_id: str) -> Login:
         """Return the login as the daemon describes it now."""
@@ -448,19 +614,24 @@ class Bridge:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Login:
         """Block until ``login`` ends (or ``timeout`` runs out); return it as it then is."""
-        flow = _wait_flow(login.to_json(), timeout=timeout, tick=tick, on_progress=on_progress)
-        return replace(self._login(self._drive(flow)), auth_url=login.auth_url)
+        flow = _wait_flow(
+            login.to_json(),
+            secret=login.secret,
+            timeout=timeout,
+            tick=tick,
+            on_progress=on_progress,
+        )
+        return self._core.newer(login, self._drive(flow))
 
-    def cancel(self, login_id: str) -> Login:
+    def cancel(self, login: str | Login) -> Login:
         """Cancel a pending login; a login that already ended is returned as it ended."""
-        return self.cancel_if_pending(login_id)[1]
+        return self.cancel_if_pending(login)[1]
 
-    def cancel_if_pending(self, login_id: str) -> tuple[bool, Login]:
+    def cancel_if_pending(self, login: str | Login) -> tuple[bool, Login]:
         """Cancel a pending login; say whether this call cancelled it, and return it."""
-        answer = self._request(Call("DELETE", self._core.login_path(login_id)))
-        if answer.status == 409 and isinstance(answer.body, dict) and "login" in answer.body:
-            return False, self._login(answer.body["login"])
-        return True, self._login(self._core.checked(answer))
+        answer = self._request(self._core.cancel_request(login))
+        cancelled, body = self._core.cancel_answer(answer)
+        return cancelled, self._login(body, secret=getattr(login, "secret", None))
 
     def complete(self, url: str) -> Login:
         """Finish a login from the address a browser elsewhere ended on (the paste fallback).
@@ -474,11 +645,25 @@ class Bridge:
         path = f"/v1/providers/{quote(provider_id, safe='')}/allow-loopback"
         return self._checked(Call("POST", path, {"dry_run": dry_run}, 60))
 
-    def _login(self, body: dict[str, Any]) -> Login:
-        return Login(**_fields(body), bridge=self)
+    def connections(self) -> list[Connection]:
+        """Return each provider and whether your LangSmith user is connected to it."""
+        return _connections(self._checked(Call("GET", "/v1/connections", timeout=60)))
+
+    def disconnect(self, provider_id: str) -> Connection:
+        """Revoke your LangSmith user's tokens for ``provider_id``."""
+        return _disconnected(self._checked(_Core.disconnect_request(provider_id)))
+
+    def _login(self, body: dict[str, Any], *, secret: str | None = None) -> Login:
+        return Login(**_fields(body, secret), bridge=self)
 
     def _request(self, call: Call) -> Answer:
-        return self._client.request(call.method, call.path, call.body, timeout=call.timeout)
+        return self._client.request(
+            call.method,
+            call.path,
+            call.body,
+            timeout=call.timeout,
+            headers=self._core.headers(call),
+        )
 
     def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(self._request(call))
@@ -509,10 +694,26 @@ class AsyncBridge:
     """The running oauth-bridge daemon, for an asyncio program: every call is a coroutine."""
 
     def __init__(
-        self, start: bool = True, *, client_name: str | None = None, paths: Paths | None = None
+        self,
+        start: bool = True,
+        *,
+        client_name: str | None = None,
+        paths: Paths | None = None,
+        api_key: str | None = None,
+        workspace_id: str | None = None,
+        bearer_token: str | None = None,
     ) -> None:
-        """Prepare to find the daemon (on the first call), starting one unless ``start=False``."""
-        self._core = _Core(paths, client_name)
+        """Prepare to find the daemon (on the first call), starting one unless ``start=False``.
+
+        The credentials are ``Bridge``'s: by default the environment's.
+        """
+        self._core = _Core(
+            paths,
+            client_name,
+            credentials=caller_credentials(
+                api_key=api_key, workspace_id=workspace_id, bearer_token=bearer_token
+            ),
+        )
         self._start = start
         self._client = AsyncControlClient(self._core.paths.control_socket)
         # The daemon's GET /v1/status once it was found (on the first call).
@@ -557,8 +758,13 @@ class AsyncBridge:
         force_new: bool = False,
         ttl_seconds: int = 600,
         open_browser: bool = False,
+        callback: Literal["auto", "loopback", "hosted"] | None = None,
     ) -> AsyncLogin:
-        """Have the daemon start an Agent Auth login; open its URL if asked."""
+        """Have the daemon start an Agent Auth login; open its address if asked.
+
+        ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK, else
+        ``"auto"``, decided by where this process runs).
+        """
         await self._ready()
         call = self._core.login_request(
             provider_id,
@@ -567,11 +773,15 @@ class AsyncBridge:
             agent_id=agent_id,
             force_new=force_new,
             ttl_seconds=ttl_seconds,
+            callback=self._core.callback_mode(callback),
         )
         login = self._login(await self._checked(call))
-        if open_browser and login.auth_url is not None and open_url(login.auth_url):
-            login = replace(login, auth_url=None)
-        return login
+        import asyncio
+
+        # Off the loop: a browser command may take seconds to return.
+        return replace(
+            login, **await asyncio.to_thread(self._core.opened, login, open_browser=open_browser)
+        )
 
     @overload
     async def expect(
@@ -618,9 +828,14 @@ class AsyncBridge:
             require_issuer=require_issuer,
         )
         login = self._login(await self._checked(call))
-        if open_browser and auth_url is not None and not open_url(auth_url):
-            login = replace(login, auth_url=auth_url)
-        return login
+        if auth_url is None:
+            return login
+        import asyncio
+
+        login = replace(login, auth_url=auth_url, open_url=auth_url)
+        return replace(
+            login, **await asyncio.to_thread(self._core.opened, login, open_browser=open_browser)
+        )
 
     async def get(self, login_id: str) -> AsyncLogin:
         """Return the login as the daemon describes it now."""
@@ -635,20 +850,19 @@ class AsyncBridge:
     ) -> AsyncLogin:
         """Wait until ``login`` ends (or ``timeout`` runs out); return it as it then is."""
         await self._ready()
-        flow = _wait_flow(login.to_json(), timeout=timeout)
-        return replace(self._login(await self._drive(flow)), auth_url=login.auth_url)
+        flow = _wait_flow(login.to_json(), secret=login.secret, timeout=timeout)
+        return self._core.newer(login, await self._drive(flow))
 
-    async def cancel(self, login_id: str) -> AsyncLogin:
+    async def cancel(self, login: str | AsyncLogin) -> AsyncLogin:
         """Cancel a pending login; a login that already ended is returned as it ended."""
-        return (await self.cancel_if_pending(login_id))[1]
+        return (await self.cancel_if_pending(login))[1]
 
-    async def cancel_if_pending(self, login_id: str) -> tuple[bool, AsyncLogin]:
+    async def cancel_if_pending(self, login: str | AsyncLogin) -> tuple[bool, AsyncLogin]:
         """Cancel a pending login; say whether this call cancelled it, and return it."""
         await self._ready()
-        answer = await self._request(Call("DELETE", self._core.login_path(login_id)))
-        if answer.status == 409 and isinstance(answer.body, dict) and "login" in answer.body:
-            return False, self._login(answer.body["login"])
-        return True, self._login(self._core.checked(answer))
+        answer = await self._request(self._core.cancel_request(login))
+        cancelled, body = self._core.cancel_answer(answer)
+        return cancelled, self._login(body, secret=getattr(login, "secret", None))
 
     async def complete(self, url: str) -> AsyncLogin:
         """Finish a login from the address a browser elsewhere ended on (the paste fallback)."""
@@ -661,11 +875,27 @@ class AsyncBridge:
         path = f"/v1/providers/{quote(provider_id, safe='')}/allow-loopback"
         return await self._checked(Call("POST", path, {"dry_run": dry_run}, 60))
 
-    def _login(self, body: dict[str, Any]) -> AsyncLogin:
-        return AsyncLogin(**_fields(body), bridge=self)
+    async def connections(self) -> list[Connection]:
+        """Return each provider and whether your LangSmith user is connected to it."""
+        await self._ready()
+        return _connections(await self._checked(Call("GET", "/v1/connections", timeout=60)))
+
+    async def disconnect(self, provider_id: str) -> Connection:
+        """Revoke your LangSmith user's tokens for ``provider_id``."""
+        await self._ready()
+        return _disconnected(await self._checked(_Core.disconnect_request(provider_id)))
+
+    def _login(self, body: dict[str, Any], *, secret: str | None = None) -> AsyncLogin:
+        return AsyncLogin(**_fields(body, secret), bridge=self)
 
     async def _request(self, call: Call) -> Answer:
-        return await self._client.request(call.method, call.path, call.body, timeout=call.timeout)
+        return await self._client.request(
+            call.method,
+            call.path,
+            call.body,
+            timeout=call.timeout,
+            headers=self._core.headers(call),
+        )
 
     async def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(await self._request(call))
@@ -691,15 +921,43 @@ class AsyncBridge:
             return result
 
 
-def _fields(body: dict[str, Any]) -> dict[str, Any]:
-    names = (
-        "id",
-        "provider_id",
-        "status",
-        "redirect_uri",
-        "created_at",
-        "expires_at",
-        "result",
-        "auth_url",
-    )
-    return {name: body.get(name) for name in names}
+# What only the 201 answer carries: a newer description of the login keeps these.
+_KEPT = ("auth_url", "open_url")
+_FIELDS = (
+    "id",
+    "provider_id",
+    "status",
+    "redirect_uri",
+    "created_at",
+    "expires_at",
+    "result",
+    "callback",
+    "browser_seen",
+    "credentials",
+    "auth_url",
+    "open_url",
+)
+
+
+def _fields(body: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+    fields = {name: body[name] for name in _FIELDS if name in body}
+    fields.setdefault("result", None)
+    for name in ("id", "provider_id", "status", "redirect_uri", "created_at", "expires_at"):
+        fields.setdefault(name, "")
+    fields["secret"] = body.get("secret", secret)
+    return fields
+
+
+def _connections(body: dict[str, Any]) -> list[Connection]:
+    return [
+        Connection(
+            provider_id=str(item["provider_id"]),
+            name=item.get("name"),
+            connected=bool(item["connected"]),
+        )
+        for item in body.get("connections", [])
+    ]
+
+
+def _disconnected(body: dict[str, Any]) -> Connection:
+    return Connection(provider_id=str(body["provider_id"]), name=None, connected=False)

@@ -165,4 +165,45 @@ def providers(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-__all__ = ["cancel", "complete", "providers", "status", "stop"]
+def connections(args: argparse.Namespace) -> int:
+    from bridge.client.api import Bridge
+
+    found = Bridge(start=False).connections()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "connections": [
+                        {"provider_id": c.provider_id, "name": c.name, "connected": c.connected}
+                        for c in found
+                    ]
+                }
+            )
+        )
+        return ExitCode.OK
+    if not found:
+        say("LangSmith has no providers set up for your organization.")
+    for connection in found:
+        mark = "✓ connected    " if connection.connected else "· not connected"
+        named = f" ({printable(connection.name)})" if connection.name else ""
+        print(f"{mark}  {printable(connection.provider_id)}{named}")
+    return ExitCode.OK
+
+
+def disconnect(args: argparse.Namespace) -> int:
+    from bridge.client.api import Bridge
+
+    Bridge(start=False).disconnect(args.provider)
+    say(f"Disconnected {printable(args.provider)}: LangSmith holds no token of yours for it now.")
+    return ExitCode.OK
+
+
+__all__ = [
+    "cancel",
+    "complete",
+    "connections",
+    "disconnect",
+    "providers",
+    "status",
+    "stop",
+]

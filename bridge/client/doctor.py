@@ -6,13 +6,21 @@ import argparse
 import json
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bridge.client.autostart import ensure_daemon, running_daemon
+from bridge.client.reach import (
+    CALLBACK_VARIABLE,
+    Verdict,
+    callback_for,
+    configured_callback,
+    decide,
+)
 from bridge.client.terminal import printable, say
 from bridge.client.transport import ControlClient
-from bridge.errors import BridgeError, ExitCode
+from bridge.errors import BridgeError, ExitCode, UsageError
 from bridge.paths import Paths, check_private_dir, default_paths
 
 DEFAULT_PORT = 8765
@@ -39,10 +47,17 @@ def run_doctor(args: argparse.Namespace) -> int:
         if args.browser:
             checks.append(browser(paths, timeout=args.browser_timeout))
     port = int(str(status["url"]).rsplit(":", 1)[1]) if status else configured_port()
-    checks += environment(port, os.environ)
+    verdict = decide(os.environ)
+    decided, callback_check = callback(os.environ, verdict)
+    checks.append(callback_check)
+    checks += environment(port, verdict)
     failed = [c for c in checks if c.ok is False]
     if args.json:
-        print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}))
+        print(
+            json.dumps(
+                {"ok": not failed, "callback": decided, "checks": [asdict(c) for c in checks]}
+            )
+        )
     else:
         for check in checks:
             mark = {True: "✓", False: "✗", None: "•"}[check.ok]
@@ -212,46 +227,65 @@ def browser(paths: Paths, *, timeout: float) -> Check:
     )
 
 
-def environment(port: int, env: dict[str, str] | os._Environ[str]) -> list[Check]:
-    """Say how to make a login work where the browser is not on this machine."""
-    found = []
-    forward = f"ssh -L {port}:127.0.0.1:{port} <this host>"
+def callback(env: Mapping[str, str], verdict: Verdict) -> tuple[dict[str, Any], Check]:
+    """Say which callback a login takes here and why: the one rule's verdict, or the variable's."""
+    decided: dict[str, Any] = {
+        "decided": verdict.callback,
+        "why": verdict.why,
+        "environment": verdict.environment,
+        "can_open_browser": verdict.can_open_browser,
+        "set_by": None,
+    }
+    try:
+        choice = configured_callback(env)
+    except UsageError as exc:
+        return decided, Check(
+            "callback",
+            False,
+            exc.message,
+            f"set {CALLBACK_VARIABLE} to auto, loopback or hosted, or unset it",
+        )
+    if choice is None or choice == "auto":
+        return decided, Check("callback", None, f"{verdict.callback} ({verdict.why})")
+    decided.update(decided=callback_for(choice, verdict), set_by=CALLBACK_VARIABLE)
+    return decided, Check(
+        "callback",
+        None,
+        f"{choice} (set by {CALLBACK_VARIABLE}; left to itself the rule takes "
+        f"{verdict.callback}: {verdict.why})",
+    )
+
+
+def environment(port: int, verdict: Verdict) -> list[Check]:
+    """Say how a loopback login can work where the browser is not on this machine."""
     paste = "or, after signing in, copy the address the browser ended on and run 'oauth-bridge complete'"
-    if env.get("SSH_CONNECTION"):
-        found.append(
-            Check(
-                "environment",
-                None,
-                "an SSH session: the browser is on your own machine",
-                f"forward the port from your machine: {forward}; {paste}",
-            )
-        )
-    if env.get("WSL_DISTRO_NAME"):
-        found.append(
-            Check(
-                "environment",
-                None,
-                "WSL: the browser is Windows'",
-                f"WSL 2 forwards 127.0.0.1:{port} to Windows by default (localhostForwarding); {paste}",
-            )
-        )
-    if env.get("CODESPACES"):
-        found.append(
-            Check(
-                "environment",
-                None,
-                "a GitHub Codespace: the browser is on your machine",
-                f"forward the port: gh codespace ports forward {port}:{port}; {paste}",
-            )
-        )
-    elif env.get("REMOTE_CONTAINERS"):
-        found.append(
-            Check(
-                "environment",
-                None,
-                "a dev container: the browser is outside it",
-                f"forward port {port} (VS Code: the Ports view, or forwardPorts in "
-                f"devcontainer.json); {paste}",
-            )
-        )
-    return found
+    hosted = "a login takes the hosted callback here, which needs no port forward"
+    advice = {
+        "ssh": (
+            "an SSH session: the browser is on your own machine",
+            f"{hosted}; for a loopback one, forward the port from your machine: "
+            f"ssh -L {port}:127.0.0.1:{port} <this host>; {paste}",
+        ),
+        "wsl": (
+            "WSL: the browser is Windows'",
+            f"WSL 2 forwards 127.0.0.1:{port} to Windows by default (localhostForwarding); {paste}",
+        ),
+        "codespace": (
+            "a GitHub Codespace: the browser is on your machine",
+            f"{hosted}; for a loopback one, forward the port: "
+            f"gh codespace ports forward {port}:{port}; {paste}",
+        ),
+        "container": (
+            "a container: the browser is outside it",
+            f"{hosted}; for a loopback one, forward port {port} to this container's "
+            f"127.0.0.1 (VS Code: the Ports view, or forwardPorts in devcontainer.json); {paste}",
+        ),
+        "vscode-remote": (
+            "VS Code Remote: the browser is on your machine",
+            f"VS Code forwards port {port} when its BROWSER helper opens an address on it "
+            f"(its Ports view shows it; forwardPorts in devcontainer.json fixes it); {paste}",
+        ),
+    }.get(verdict.environment)
+    if advice is None:
+        return []
+    return [Check("environment", None, *advice)]

@@ -54,7 +54,13 @@ def run_expect(args: argparse.Namespace) -> int:
         )
     if args.open and auth_url is not None:
         # The URL carries the state: shown only where no browser can take it.
-        tell_where_to_sign_in(auth_url, daemon_url=bridge.url, open_it=True, print_first=False)
+        tell_where_to_sign_in(
+            auth_url,
+            daemon_url=bridge.url,
+            open_it=True,
+            opener=bridge.open_in_browser,
+            print_first=False,
+        )
     if not args.wait:
         print(json.dumps(login.to_json()) if args.json else login.id, flush=True)
         return ExitCode.OK

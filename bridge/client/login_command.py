@@ -22,9 +22,15 @@ def run_login(args: argparse.Namespace) -> int:
         agent_id=args.agent_id,
         force_new=args.force_new,
         ttl_seconds=args.ttl,
+        callback=args.callback,
     )
     if login.terminal:  # already connected: no browser needed
         return report(login, as_json=args.json)
-    assert login.auth_url is not None
-    tell_where_to_sign_in(login.auth_url, daemon_url=bridge.url, open_it=not args.no_open)
+    assert login.open_url is not None
+    tell_where_to_sign_in(
+        login.open_url,
+        daemon_url=bridge.url,
+        open_it=not args.no_open,
+        opener=bridge.open_in_browser,
+    )
     return wait_and_report(bridge, login, timeout=args.timeout, as_json=args.json)

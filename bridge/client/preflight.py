@@ -10,32 +10,28 @@ from bridge.client.terminal import printable, say
 
 
 def warn_of_other_settings(bridge: Bridge, environ: Mapping[str, str] | None = None) -> None:
-    """Warn when this environment names another control plane or key than the daemon uses.
+    """Warn when this environment names another control plane than the daemon uses.
 
-    An auto-started daemon keeps the settings of whichever tool started it.
+    An auto-started daemon keeps the control plane of whichever tool started it. (Another
+    API key is no matter: this tool's own credentials go with each of its logins.)
     """
     env = os.environ if environ is None else environ
     status = bridge.daemon_status
-    differs = []
     wanted_url = env.get("OAUTH_BRIDGE_CONTROL_PLANE_URL", "").rstrip("/")
     if wanted_url and wanted_url != str(status.get("control_plane_url", "")).rstrip("/"):
-        differs.append(f"control plane ({printable(status.get('control_plane_url'))})")
-    key = env.get("LANGSMITH_API_KEY")
-    if key:
-        from bridge.fingerprint import fingerprint
-
-        if fingerprint(key) != status.get("api_key_fingerprint"):
-            differs.append("API key")
-    if differs:
         say(
             f"warning: the running oauth-bridge (pid {status.get('pid')}) uses another "
-            f"{' and '.join(differs)} than this environment names: another tool or shell "
-            "started it. To use yours: 'oauth-bridge stop', then run this again."
+            f"control plane ({printable(status.get('control_plane_url'))}) than this "
+            "environment names: another tool or shell started it. To use yours: "
+            "'oauth-bridge stop', then run this again."
         )
 
 
-def warn_without_credentials(bridge: Bridge) -> None:
-    """Say so before the browser opens when the daemon has no credential to use."""
+def warn_without_credentials(bridge: Bridge, environ: Mapping[str, str] | None = None) -> None:
+    """Say so before the browser opens when neither this tool nor the daemon has a credential."""
+    env = os.environ if environ is None else environ
+    if env.get("LANGSMITH_API_KEY") or env.get("OAUTH_BRIDGE_BEARER_TOKEN"):
+        return  # this tool's own go with the login
     sources = bridge.daemon_status.get("credentials") or {}
     if sources and not (sources.get("api_key") or sources.get("bearer_token")):
         say(

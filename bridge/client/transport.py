@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import DaemonUnavailable
+from bridge.errors import DaemonUnavailable, UsageError
 
 # An answer of the control API is a login object or a list of them: never near this.
 MAX_ANSWER_BYTES = 16 << 20
@@ -36,10 +37,16 @@ class Answer:
         return f"HTTP {self.status}"
 
 
-def encode_request(method: str, path: str, body: Any = None) -> bytes:
+def encode_request(
+    method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+) -> bytes:
     """Render one request; the daemon's Host check is for the TCP port, not this socket."""
     payload = b"" if body is None else json.dumps(body).encode()
     head = f"{method} {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n"
+    for name, value in (headers or {}).items():
+        if any(c in value for c in "\r\n\0"):
+            raise UsageError(f"the {name} header would hold a line break; check its value")
+        head += f"{name}: {value}\r\n"
     if body is not None:
         head += "Content-Type: application/json\r\n"
     head += f"Content-Length: {len(payload)}\r\n\r\n"
@@ -95,13 +102,22 @@ class ControlClient:
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
 
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
         """Send one request and return its answer, waiting at most ``timeout`` seconds."""
+        request = encode_request(method, path, body, headers)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
             sock.connect(str(self.socket_path))
-            sock.sendall(encode_request(method, path, body))
+            sock.sendall(request)
             raw = bytearray()
             while chunk := sock.recv(1 << 16):
                 raw += chunk
@@ -127,15 +143,17 @@ class AsyncControlClient:
         body: Any = None,
         *,
         timeout: float = 10.0,  # noqa: ASYNC109  # the blocking client's signature, on purpose
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """Send one request and return its answer, waiting at most ``timeout`` seconds."""
         import asyncio  # here: a CLI call that never awaits should not pay for asyncio
 
+        request = encode_request(method, path, body, headers)
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
                 try:
-                    writer.write(encode_request(method, path, body))
+                    writer.write(request)
                     await writer.drain()
                     raw = await reader.read(MAX_ANSWER_BYTES + 1)
                     while chunk := await reader.read(1 << 16):

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.client.api import Bridge, Login, epoch_of
@@ -73,7 +73,7 @@ def wait_and_report(bridge: Bridge, login: Login, *, timeout: float | None, as_j
     except KeyboardInterrupt:
         if live:
             sys.stderr.write(CLEAR_LINE)
-        cancelled, final = bridge.cancel_if_pending(login.id)
+        cancelled, final = bridge.cancel_if_pending(login)
         if not cancelled and not final.terminal:
             # Forwarding: the code is on its way and cannot be called back. The daemon
             # bounds the forward, so wait for how it ends, then say it.
@@ -133,18 +133,24 @@ def report(login: Login, *, as_json: bool) -> int:
 
 
 def tell_where_to_sign_in(
-    url: str, *, daemon_url: str, open_it: bool, print_first: bool = True
-) -> None:
-    """Print the authorization URL (first, or only where no browser opens), then open it."""
-    from bridge.client.browser import open_url
+    url: str,
+    *,
+    daemon_url: str,
+    open_it: bool,
+    opener: Callable[[str], bool],
+    print_first: bool = True,
+) -> bool:
+    """Print the address (first, or only where no browser opens), then open it with ``opener``.
 
+    Return whether a browser was launched.
+    """
     if print_first or not open_it:
         say(f"Sign in at:\n\n  {printable(url)}\n")
     if not open_it:
-        return
-    if open_url(url):
+        return False
+    if opener(url):
         say("Opened the browser; sign in there.")
-        return
+        return True
     if not print_first:
         say(f"Sign in at:\n\n  {printable(url)}\n")
     say(
@@ -154,6 +160,7 @@ def tell_where_to_sign_in(
         "  oauth-bridge complete -\n\n"
         "then paste it (it is read from standard input, so it never shows in a process list)."
     )
+    return False
 
 
 def read_secret_argument(value: str | None, what: str) -> str | None:

@@ -15,6 +15,7 @@ from bridge.daemon.control_plane import ControlPlane
 from bridge.daemon.forward import forward
 from bridge.daemon.logins import CredentialsLost, Logins
 from bridge.daemon.model import (
+    Credentials,
     FailureCode,
     Login,
     Outcome,
@@ -242,7 +243,12 @@ async def _forward(
         if login.auth_id is not None:
             outcome = await agent_auth.settle(login, outcome)
     except asyncio.CancelledError:
-        logins.finish(login.id, interrupted(), current=Status.FORWARDING)
+        if login.auth_id and login.credentials is Credentials.DAEMON:
+            # The control plane may have used the code: the next start asks its wait
+            # endpoint how it ended (AgentAuth.resume), so it stays forwarding till then.
+            log.warning("login %s: cut off mid-forward; the next start asks how it ended", login.id)
+        else:
+            logins.finish(login.id, interrupted(), current=Status.FORWARDING)
         raise
     except Exception as exc:  # a bug must end the login, not leave it forwarding
         log.error("login %s: forward failed unexpectedly (%s)", login.id, type(exc).__name__)

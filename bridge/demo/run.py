@@ -118,7 +118,8 @@ def _flow(
 
     started = time.perf_counter()
     bridge = Bridge(paths=paths)
-    login = bridge.login(provider_id, ["profile"])
+    # Loopback whatever the rule would say: the demo's browser is on this machine.
+    login = bridge.login(provider_id, ["profile"], callback="loopback")
     timer.hop("daemon -> control plane: start the login", started)
     auth_url = login.auth_url
     if auth_url is None:
@@ -134,7 +135,12 @@ def _flow(
 
     if args.browser:
         step(4, "Opening your browser at the demo provider: click 'Authorize' (or 'Deny').")
-        tell_where_to_sign_in(auth_url, daemon_url=daemon_url, open_it=True)
+        tell_where_to_sign_in(
+            login.open_url or auth_url,
+            daemon_url=daemon_url,
+            open_it=True,
+            opener=bridge.open_in_browser,
+        )
         started = time.perf_counter()
         login = login.wait(timeout=300)
         timer.hop("you, in the browser", started)

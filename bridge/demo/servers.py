@@ -106,6 +106,9 @@ def control_plane_app(world: DemoWorld) -> web.Application:
         if request.headers.get("X-Api-Key") != DEMO_API_KEY:
             return web.json_response({"detail": "Invalid API key"}, status=401)
         body = await request.json()
+        if not body.get("redirect_uri"):
+            detail = "the demo control plane has no hosted page: it needs a redirect_uri"
+            return web.json_response({"detail": detail}, status=400)
         state = secrets.token_urlsafe(24)
         auth_id = secrets.token_hex(8)
         world.states.add(state)

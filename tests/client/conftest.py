@@ -22,6 +22,9 @@ def cli_env(paths: Paths, control_plane: ControlPlaneDouble) -> Iterator[dict[st
     env = daemon_environ(paths, control_plane.url)
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
+    # These tests play the browser on this machine, which has no screen: left to itself
+    # the auto rule would pick the hosted callback. The tests of the rule set their own.
+    env["OAUTH_BRIDGE_CALLBACK"] = "loopback"
     yield env
     for pid in serve_pids(paths):
         os.kill(pid, signal.SIGKILL)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bridge.client.reach import Files, decide
 from bridge.paths import Paths, read_daemon_json
 from tests.client.test_cli import cli
 from tests.control_plane_double import ControlPlaneDouble
@@ -140,23 +141,107 @@ async def test_a_browser_on_this_machine_is_seen_reaching_the_daemon(
 
 
 async def test_an_ssh_session_gets_the_port_forwarding_line(cli_env: dict[str, str]) -> None:
-    env = {**cli_env, "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22", "CODESPACES": "true"}
+    env = {**cli_env, **NOWHERE, "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22"}
 
     _, report = await doctor(env)
 
     advice = [c for c in report["checks"] if c["name"] == "environment"]
     assert any("ssh -L" in c["fix"] and "127.0.0.1" in c["fix"] for c in advice)
-    assert any("gh codespace ports forward" in c["fix"] for c in advice)
     assert all(c["ok"] is None for c in advice)  # advice, not a failure
 
 
-def test_wsl_and_dev_containers_get_their_own_advice() -> None:
+# Every variable the callback rule reads, emptied: a test sets only the place it means.
+NOWHERE = {
+    name: ""
+    for name in (
+        "BROWSER",
+        "CODESPACES",
+        "SSH_CONNECTION",
+        "SSH_CLIENT",
+        "SSH_TTY",
+        "WSL_DISTRO_NAME",
+        "WSL_INTEROP",
+        "VSCODE_IPC_HOOK_CLI",
+        "TERM_PROGRAM",
+        "OAUTH_BRIDGE_CALLBACK",
+    )
+}
+SSH_WHY = "an SSH session without a BROWSER helper: the browser runs on another machine"
+
+
+def test_doctor_says_which_callback_the_rule_took_and_why(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, **NOWHERE, "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22"}
+
+    as_json = json.loads(cli(env, "doctor", "--json", "--no-start").stdout)
+    for_people = cli(env, "doctor", "--no-start").stderr
+
+    assert as_json["callback"] == {
+        "decided": "hosted",
+        "why": SSH_WHY,
+        "environment": "ssh",
+        "can_open_browser": False,
+        "set_by": None,
+    }
+    assert by_name(as_json)["callback"]["ok"] is None  # information, not a failure
+    assert f"callback: hosted ({SSH_WHY})" in for_people
+
+
+def test_doctor_says_when_oauth_bridge_callback_overrides_the_rule(
+    cli_env: dict[str, str],
+) -> None:
+    env = {
+        **cli_env,
+        **NOWHERE,
+        "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22",
+        "OAUTH_BRIDGE_CALLBACK": "loopback",
+    }
+
+    report = json.loads(cli(env, "doctor", "--json", "--no-start").stdout)
+
+    assert (report["callback"]["decided"], report["callback"]["set_by"]) == (
+        "loopback",
+        "OAUTH_BRIDGE_CALLBACK",
+    )
+    assert "set by OAUTH_BRIDGE_CALLBACK" in by_name(report)["callback"]["detail"]
+    assert SSH_WHY in by_name(report)["callback"]["detail"]
+
+
+def test_a_bad_oauth_bridge_callback_fails_its_check(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, **NOWHERE, "OAUTH_BRIDGE_CALLBACK": "remote"}
+
+    result = cli(env, "doctor", "--json", "--no-start")
+
+    check = by_name(json.loads(result.stdout))["callback"]
+    assert (result.returncode, check["ok"]) == (1, False)
+    assert "OAUTH_BRIDGE_CALLBACK" in check["detail"]
+
+
+def advice_for(environ: dict[str, str], files: dict[str, str] | None = None) -> str:
     from bridge.client.doctor import environment
 
-    advice = environment(8765, {"WSL_DISTRO_NAME": "Debian", "REMOTE_CONTAINERS": "true"})
+    verdict = decide(environ, platform="linux", files=Files(files or {}))
+    return " ".join(check.fix for check in environment(8765, verdict))
 
-    fixes = " ".join(check.fix for check in advice)
-    assert "localhostForwarding" in fixes
-    assert "forwardPorts" in fixes
-    assert "oauth-bridge complete" in fixes
-    assert environment(8765, {}) == []
+
+def test_wsl_codespaces_and_dev_containers_get_their_own_advice() -> None:
+    wsl = advice_for({"WSL_DISTRO_NAME": "Debian"})
+    codespace = advice_for({"CODESPACES": "true"})
+    container = advice_for({}, {"/.dockerenv": ""})
+    vscode_container = advice_for(
+        {
+            "BROWSER": "/vscode/helpers/browser.sh",
+            "REMOTE_CONTAINERS": "true",
+            "TERM_PROGRAM": "vscode",
+        },
+        {"/.dockerenv": ""},
+    )
+
+    assert "localhostForwarding" in wsl
+    assert "gh codespace ports forward" in codespace
+    assert "forwardPorts" in container
+    assert "forwardPorts" in vscode_container
+    assert all(
+        "oauth-bridge complete" in advice
+        for advice in (wsl, codespace, container, vscode_container)
+    )
+    assert advice_for({"DISPLAY": ":0"}) == ""

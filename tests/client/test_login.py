@@ -27,10 +27,25 @@ from tests.control_plane_double import ControlPlaneDouble
 
 StartDaemon = Callable[..., DaemonProcess]
 
-# The user's browser: consent at the provider means a redirect to redirect_uri.
+# The user's browser: it opens the address it is handed (the trampoline, or a private
+# redirect file), lands at the provider, and consent there means a redirect to
+# redirect_uri.
 CONSENTING_BROWSER = r"""
-import sys, urllib.parse, urllib.request
+import html, re, sys, urllib.error, urllib.parse, urllib.request
 url, landed, answer = sys.argv[1], sys.argv[2], sys.argv[3]
+if url.startswith("file://"):
+    page = open(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).read()
+    url = html.unescape(re.search(r'content="0;url=([^"]+)"', page).group(1))
+if "/go/" in url:
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    try:
+        urllib.request.build_opener(Stay).open(url)
+        raise SystemExit("the trampoline did not redirect")
+    except urllib.error.HTTPError as jump:
+        assert jump.code == 302, jump.code
+        url = jump.headers["Location"]
 query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
 params = {"state": query["state"][0]}
 params.update(urllib.parse.parse_qsl(answer))
@@ -187,7 +202,8 @@ async def test_login_warns_before_the_browser_when_the_daemon_has_no_credential(
     control_plane.api_key = control_plane.workspace_id = control_plane.bearer = None
     proc = daemon_process(LANGSMITH_API_KEY="", OAUTH_BRIDGE_BEARER_TOKEN="")
     await asyncio.to_thread(wait_ready, proc)
-    env = cli_env
+    # Neither has one: a tool's own credentials would go with its login.
+    env = {**cli_env, "LANGSMITH_API_KEY": "", "OAUTH_BRIDGE_BEARER_TOKEN": ""}
 
     result = await asyncio.to_thread(
         cli, env, "login", "--provider", "github", "--scope", "repo", "--no-open", "--timeout", "0"
@@ -251,7 +267,7 @@ async def test_bridge_runs_a_whole_login(
 ) -> None:
     def tool() -> Any:
         bridge = Bridge(start=False, paths=paths)
-        login = bridge.login("github", scopes=["repo"])
+        login = bridge.login("github", scopes=["repo"], callback="loopback")
         consent(login.auth_url)
         return login, login.wait(timeout=30)
 
@@ -267,7 +283,7 @@ async def test_async_bridge_runs_a_whole_login_without_a_thread(
     cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
 ) -> None:
     bridge = AsyncBridge(start=False, paths=paths)
-    login = await bridge.login("github", scopes=["repo"])
+    login = await bridge.login("github", scopes=["repo"], callback="loopback")
     assert login.auth_url is not None
     waiter = asyncio.create_task(login.wait(timeout=30))
     # The wait runs on this loop while the browser, also on this loop, comes back.
@@ -281,7 +297,7 @@ async def test_async_bridge_cancels_and_a_cancelled_wait_leaves_nothing_behind(
     cli_env: dict[str, str], daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
 ) -> None:
     bridge = AsyncBridge(start=False, paths=paths)
-    login = await bridge.login("github", scopes=["repo"])
+    login = await bridge.login("github", scopes=["repo"], callback="loopback")
     waiter = asyncio.create_task(login.wait())
     await asyncio.sleep(0)  # let the long-poll start: a scheduling point, not a wait
     waiter.cancel()
@@ -299,7 +315,9 @@ async def test_bridge_raises_control_plane_refused_with_its_facts(
     control_plane.api_key = "another-key"
 
     with pytest.raises(ControlPlaneRefused) as refused:
-        await AsyncBridge(start=False, paths=paths).login("github", scopes=["repo"])
+        await AsyncBridge(start=False, paths=paths).login(
+            "github", scopes=["repo"], callback="loopback"
+        )
 
     assert (refused.value.error, refused.value.control_plane_status) == (
         "control_plane_rejected",
@@ -333,11 +351,31 @@ async def test_providers_allow_loopback_adds_the_callback_then_does_nothing(
     assert unknown.returncode == 10
 
 
+def follow_trampoline(url: str) -> str:
+    """Open a one-time /go/ address as a browser does; return where it sends the browser."""
+    import urllib.error
+    import urllib.request
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    with pytest.raises(urllib.error.HTTPError) as jump:
+        urllib.request.build_opener(Stay).open(url)
+    assert jump.value.code == 302, jump.value.code
+    return str(jump.value.headers["Location"])
+
+
 def consent(auth_url: str | None) -> str:
-    """Play the browser: the provider redirects to redirect_uri with a code and the state."""
+    """Play the browser: the provider redirects to redirect_uri with a code and the state.
+
+    A trampoline address (what a tool opens) is followed to the provider first.
+    """
     import urllib.request
 
     assert auth_url is not None
+    if "/go/" in auth_url:
+        auth_url = follow_trampoline(auth_url)
     query = {k: v[0] for k, v in parse_qs(urlsplit(auth_url).query).items()}
     target = f"{query['redirect_uri']}?{urlencode({'code': 'c-api', 'state': query['state']})}"
     with urllib.request.urlopen(target) as page:  # noqa: S310  # a loopback URL of ours
@@ -358,7 +396,9 @@ async def test_the_tool_named_in_the_api_is_named_on_the_page(
     cli_env: dict[str, str], daemon: DaemonProcess, paths: Paths
 ) -> None:
     def tool() -> str:
-        login = Bridge(start=False, paths=paths, client_name="Acme CLI").login("github", ["repo"])
+        login = Bridge(start=False, paths=paths, client_name="Acme CLI").login(
+            "github", ["repo"], callback="loopback"
+        )
         return consent(login.auth_url)
 
     page = await asyncio.to_thread(tool)
@@ -382,7 +422,7 @@ async def test_a_wait_that_has_run_out_still_returns_the_login_as_it_is(
     daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
 ) -> None:
     def tool() -> tuple[str, str]:
-        login = Bridge(start=False, paths=paths).login("github", ["repo"])
+        login = Bridge(start=False, paths=paths).login("github", ["repo"], callback="loopback")
         consent(login.auth_url)
         return login.status, login.wait(timeout=0).status
 

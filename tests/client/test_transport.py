@@ -23,7 +23,7 @@ async def test_the_async_client_registers_and_reads_a_login(start_daemon: StartD
     shown = await client.request("GET", f"/v1/logins/{created.body['id']}")
 
     assert (created.status, shown.status) == (201, 200)
-    assert shown.body == created.body
+    assert shown.body == {k: v for k, v in created.body.items() if k != "secret"}
 
 
 async def test_both_clients_read_a_refusal_and_its_message(start_daemon: StartDaemon) -> None:
