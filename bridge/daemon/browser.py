@@ -22,6 +22,7 @@ from bridge.daemon.callback import (
 )
 from bridge.daemon.model import Login, Status
 from bridge.daemon.pages import render, render_home, render_self_test
+from bridge.daemon.same_user import own_user_only
 from bridge.daemon.services import SERVICES, Services, services
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_browser_app(bridge: Services) -> web.Application:
     """Build the browser-facing app; it does no I/O until served."""
-    app = web.Application(middlewares=[require_own_host, our_pages_only])
+    # Another local user's connection is refused before any handler runs: it spends no
+    # trampoline and consumes no state.
+    app = web.Application(
+        middlewares=[require_own_host, own_user_only(refuse=forbidden), our_pages_only]
+    )
     app[SERVICES] = bridge
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/callback/{provider_id}", callback, allow_head=False)
