@@ -79,7 +79,18 @@ def _runtime_dir(platformdirs: Any) -> str:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runtime = str(platformdirs.user_runtime_dir(APP_NAME))
+        try:
+            runtime = str(platformdirs.user_runtime_dir(APP_NAME))
+        except OSError as exc:
+            # Without a usable XDG_RUNTIME_DIR platformdirs falls back to runtime-<uid> in
+            # the shared temp dir, a name anyone may take first; it refuses one that is
+            # another user's (or a link) with a PermissionError that names it.
+            problem = str(exc).removeprefix("runtime directory ").split("; set ", 1)[0]
+            raise UnsafeRuntimeDir(
+                "XDG_RUNTIME_DIR is not set or not usable, and the fallback runtime dir "
+                f"in the temp dir cannot be used: {problem}; set XDG_RUNTIME_DIR or "
+                "OAUTH_BRIDGE_RUNTIME_DIR to a directory of your own"
+            ) from None
     if caught:
         # Cron, sudo -u, containers and some SSH sessions have no XDG_RUNTIME_DIR.
         print(
@@ -92,6 +103,9 @@ def _runtime_dir(platformdirs: Any) -> str:
 
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` 0700 if missing, and refuse it if another user owns it or others can enter it."""
+    # The parents first: a mkdir through another user's link would create the dir
+    # wherever that user chose before the check below could refuse it.
+    check_parents(path)
     # Mode at mkdir time, so there is no moment when the dir is open to others.
     try:
         with contextlib.suppress(FileExistsError):
@@ -128,6 +142,7 @@ def check_private_dir(path: Path, variable: str = "OAUTH_BRIDGE_RUNTIME_DIR") ->
 
 def ensure_state_dir(path: Path) -> None:
     """Create the state dir 0700, or refuse it as the runtime dir is refused; say why."""
+    check_parents(path)  # before the mkdir, which would follow another user's link
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -159,14 +174,34 @@ def _unmapped_owner() -> set[int]:
 
 
 def check_parents(path: Path) -> None:
-    """Refuse a path whose parents another user could change (rename, replace, link)."""
+    """Refuse a path whose parents another user could change (rename, replace, link).
+
+    Each component is looked at itself (lstat), not through it: a symlink on the way is
+    refused unless its owner is trusted (root's /var/run -> /run is fine; another user's
+    link in /tmp could be pointed elsewhere at any time), and the directories it leads
+    to are checked as the real path's parents.
+    """
     trusted = {0, os.getuid(), *_unmapped_owner()}
-    for parent in path.absolute().parents:
+    absolute = path.absolute()
+    real = Path(os.path.realpath(absolute.parent))
+    seen: set[Path] = set()
+    for parent in [*absolute.parents, real, *real.parents]:
+        if parent in seen:
+            continue
+        seen.add(parent)
         try:
-            info = parent.stat()
+            info = parent.lstat()
         except OSError:
             continue  # not there yet: it will be created by us, 0700
         foreign = info.st_uid not in trusted
+        if stat.S_ISLNK(info.st_mode):
+            if foreign:
+                raise UnsafeRuntimeDir(
+                    f"{path} is reached through {parent}, a symlink owned by uid "
+                    f"{info.st_uid}: its owner could point it elsewhere; use a directory "
+                    "of your own (OAUTH_BRIDGE_RUNTIME_DIR, OAUTH_BRIDGE_STATE_DIR)"
+                )
+            continue  # a link's mode means nothing; where it leads is checked as `real`
         shared = bool(info.st_mode & 0o022) and not info.st_mode & stat.S_ISVTX
         if foreign or shared:
             whose = f"owned by uid {info.st_uid}" if foreign else "writable by others"

@@ -31,6 +31,17 @@ POLL_SECONDS = 0.01
 AUTO_IDLE_EXIT_SECONDS = 600
 # An auto-started daemon's log is rotated at each start past this size (one old copy).
 MAX_LOG_BYTES = 1 << 20
+# What a service manager hands the process it runs: a tool started by one (a unit's
+# ExecStart=, a socket-activated helper) would pass them on, and the daemon would tell
+# that manager it is ready, ping its watchdog, or take its sockets for its own.
+SERVICE_MANAGER_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
 
 
 def running_daemon(paths: Paths) -> dict[str, Any] | None:
@@ -133,10 +144,19 @@ def _spawn(log_path: Path) -> tuple[int, subprocess.Popen[bytes]]:
             stdout=log,
             stderr=log,
             cwd="/",
+            env=daemon_environment(),
             start_new_session=True,  # detached: it outlives this command and its terminal
             close_fds=True,
         )
     return offset, process
+
+
+def daemon_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment less what speaks for the caller's service manager."""
+    env = dict(os.environ if environ is None else environ)
+    for name in SERVICE_MANAGER_VARIABLES:
+        env.pop(name, None)
+    return env
 
 
 def idle_exit_argument(environ: dict[str, str] | None = None) -> list[str]:

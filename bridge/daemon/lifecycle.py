@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
+import gc
 import ipaddress
 import logging
 import os
@@ -13,17 +15,20 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from bridge import __version__
-from bridge.daemon.browser import create_browser_app
+from bridge.daemon.browser import SECURITY_HEADERS, create_browser_app
 from bridge.daemon.config import Config
 from bridge.daemon.control_api import create_control_app
 from bridge.daemon.listeners import Listeners, bind_control, bind_http
-from bridge.daemon.logs import AccessLogger
+from bridge.daemon.logs import AccessLogger, BadRequestLines, client_fault
+from bridge.daemon.pages import render
 from bridge.daemon.services import Services, open_services
 from bridge.daemon.systemd import Notifier, inherited_sockets
 from bridge.errors import DaemonUnavailable, UsageError
@@ -36,6 +41,28 @@ from bridge.paths import (
 )
 
 log = logging.getLogger(__name__)
+
+# The TCP port's caps. Unbounded, stalled request bodies of 1 MB on 1000 connections took
+# the daemon to 1.29 GB (and it kept 1.04 GB after they closed). A browser opens a few
+# connections to a host and a whole desktop a few dozen: 256 at once is ample for
+# callbacks, and bounds what a flood may hold.
+MAX_CONNECTIONS = 256
+# A callback is a GET, or a form POST of a code, a state and a few parameters
+# (response_mode=form_post): a few KB. What is past this is refused with a 413 page
+# before it is read (Content-Length), or once this much was read (chunked).
+MAX_BODY_BYTES = 64 * 1024
+# How long a connection refused at the cap has to read its 503 before it is closed; and
+# how long the rest of a request body we answered without reading (a 413) is read and
+# dropped, so that the browser reads the answer rather than a reset (aiohttp's default,
+# 10 s, kept each connection of a flood of stalled bodies for that long).
+LINGER_SECONDS = 1.0
+# So many connections at once only a flood opens: once they are down to a few, what the
+# flood took is handed back (release_memory). A flood's exceptions hold their frames and
+# so the bodies read into them, in cycles that the collector may not look at for long,
+# and glibc keeps freed heap in the middle of its arena: 1.04 GB stayed after F3's flood.
+FLOOD_CONNECTIONS = 64
+CALM_CONNECTIONS = 4
+CALM_CHECK_SECONDS = 1.0
 
 
 def acquire_daemon_locks(paths: Paths) -> list[IO[str]]:
@@ -143,6 +170,7 @@ class Daemon:
 
     services: Services | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    browser_server: BrowserServer | None = None  # the TCP port's, once it listens
 
     async def run(
         self,
@@ -163,7 +191,7 @@ class Daemon:
             bridge.bound(hosts=listeners.hosts, port=listeners.port)
             bridge.agent_auth.resume()
             runners = [
-                web.AppRunner(
+                BrowserRunner(
                     create_browser_app(bridge),
                     access_log_class=AccessLogger,
                     handle_signals=False,
@@ -171,6 +199,7 @@ class Daemon:
                     # Closes a connection that sends no complete request head in time,
                     # at its start as between requests (aiohttp's default is an hour).
                     keepalive_timeout=settings.connection_idle_seconds,
+                    lingering_time=LINGER_SECONDS,
                 ),
                 web.AppRunner(
                     create_control_app(bridge),
@@ -186,6 +215,7 @@ class Daemon:
             try:
                 for runner in runners:
                     await runner.setup()
+                self.browser_server = cast("BrowserServer", runners[0].server)
                 sites = [web.SockSite(runners[0], sock) for sock in listeners.http]
                 sites.append(web.SockSite(runners[1], listeners.control))
                 for site in sites:
@@ -260,6 +290,254 @@ class Daemon:
             self.paths.daemon_json.unlink(missing_ok=True)
         if listeners.owns_control_path:
             self.paths.control_socket.unlink(missing_ok=True)
+
+
+# -- the TCP port's server: our pages for what aiohttp refuses, and the caps -----------
+
+
+def own_page(page_status: str, status: int, sentence: str, **headers: str) -> web.Response:
+    """One of our pages, with the security headers, for an answer given before routing.
+
+    The app's on_response_prepare signal adds the headers to what it answers; a request
+    that never reached the app (unparseable, too large) must be given them here. The
+    connection is closed after it: what is left of such a request is not worth reading.
+    """
+    response = web.Response(
+        text=render(page_status, reason=sentence),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={**SECURITY_HEADERS, "Connection": "close", **headers},
+    )
+    response.force_close()
+    return response
+
+
+def too_large() -> web.Response:
+    return own_page(
+        "invalid",
+        413,
+        f"The request carried more than {MAX_BODY_BYTES // 1024} KiB; a sign-in response "
+        "is never that large.",
+    )
+
+
+def _raw_page(status: HTTPStatus, page_status: str, sentence: str, extra: dict[str, str]) -> bytes:
+    """A whole HTTP answer, as bytes: for a connection refused before aiohttp parses anything."""
+    body = render(page_status, reason=sentence).encode()
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Type": "text/html; charset=utf-8",
+        "Content-Length": str(len(body)),
+        "Connection": "close",
+        **extra,
+    }
+    head = f"HTTP/1.1 {status.value} {status.phrase}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
+    )
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+# "pending" and a reload, as when the daemon is short of descriptors: nothing of the
+# request was read, so the same address, reloaded, completes the login.
+BUSY_ANSWER = _raw_page(
+    HTTPStatus.SERVICE_UNAVAILABLE,
+    "pending",
+    "oauth-bridge has too many connections open right now and read nothing of this one. "
+    "Reload this page in a few seconds to finish signing in.",
+    {"Retry-After": "1"},
+)
+
+
+class BrowserServer(web.Server):
+    """The TCP port's aiohttp server: the app's handler, behind the body cap.
+
+    Its connections are BrowserProtocols, which answer aiohttp's own refusals (an
+    unparseable request, a body that cannot be decoded) with our pages and a short log
+    line instead of aiohttp's plain text and traceback, and refuse a connection past
+    MAX_CONNECTIONS with a 503 page. After a flood it hands back the memory it took.
+    """
+
+    def __init__(self, app_server: web.Server, **kwargs: Any) -> None:
+        super().__init__(self._capped, request_factory=app_server.request_factory, **kwargs)
+        self.app_handler = app_server.request_handler
+        self.max_connections = MAX_CONNECTIONS
+        self.bad_requests = BadRequestLines(logging.getLogger("aiohttp.server"))
+        self.busy = BusyReports()
+        self.calm_check: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> RequestHandler:
+        return BrowserProtocol(self, loop=self._loop, **self._kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if self.calm_check is None and len(self._connections) >= FLOOD_CONNECTIONS:
+            self.calm_check = self._loop.call_later(CALM_CHECK_SECONDS, self._after_flood)
+
+    def _after_flood(self) -> None:
+        """Once a flood is over, give back the memory it took; until then look each second."""
+        if len(self._connections) > CALM_CONNECTIONS:
+            self.calm_check = self._loop.call_later(CALM_CHECK_SECONDS, self._after_flood)
+            return
+        self.calm_check = None
+        release_memory()
+
+    def pre_shutdown(self) -> None:
+        if self.calm_check is not None:
+            self.calm_check.cancel()
+            self.calm_check = None
+        super().pre_shutdown()
+
+    async def _capped(self, request: web.BaseRequest) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            return too_large()
+        try:
+            return await self.app_handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            # A chunked body past the app's client_max_size, found as the form was read.
+            return too_large()
+
+
+class BrowserProtocol(RequestHandler):
+    """One connection to the TCP port."""
+
+    def __init__(self, server: BrowserServer, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self.server = server
+        self.refused: asyncio.Transport | None = None  # set when refused at the cap
+        self.linger: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.server.open_connections >= self.server.max_connections:
+            self._refuse_busy(cast("asyncio.Transport", transport))
+            return
+        super().connection_made(transport)
+
+    def _refuse_busy(self, transport: asyncio.Transport) -> None:
+        # Answer at once and read nothing: what the client sends is dropped as it comes,
+        # so it holds no memory here, and closing after our EOF (not before the client
+        # read it) lets the browser show the page instead of a reset connection.
+        self.refused = transport
+        self.server.busy.refused(self.server.max_connections)
+        transport.write(BUSY_ANSWER)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused is None:
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.refused is None:
+            super().connection_lost(exc)
+            return
+        # Never registered with the server nor given a task: nothing else to undo.
+        if self.linger is not None:
+            self.linger.cancel()
+        self.refused = self.linger = None
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, ConnectionError):
+            # The client left mid-request (a stalled body it gave up on): it reads no
+            # answer, and the log has nothing to learn from a traceback.
+            status = 400
+        elif status < 500 or client_fault(exc) is not None:
+            # A request aiohttp could not parse or decode: the client's fault, so one
+            # short line a second at most instead of a traceback each.
+            status = 400
+            self.server.bad_requests.refused(exc)
+        else:
+            # A fault of ours (or a handler that ran out of time): aiohttp logs it with
+            # its traceback, which is wanted here; the answer is one of our pages.
+            super().handle_error(request, status, exc, message)
+            return own_page(
+                "failed",
+                status,
+                "oauth-bridge could not answer this request because of an error of its "
+                "own; its log has the details.",
+            )
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer was sent already: the connection is broken")
+        return own_page("invalid", status, "oauth-bridge could not read this request as HTTP.")
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A body that cannot be decoded fails again as aiohttp drains it after our
+        # answer ("Unhandled exception", with a traceback of 40 lines): a client's fault.
+        error = kw.get("exc_info")
+        if isinstance(error, BaseException) and client_fault(error) is not None:
+            self.server.bad_requests.refused(error)
+            return
+        super().log_exception(*args, **kw)
+
+
+def release_memory() -> None:
+    """Collect the garbage cycles a flood left, and hand the freed heap back to the system."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None (musl, say, returns freed memory its own way)."""
+    import ctypes  # here: only a daemon that saw a flood needs it
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class BusyReports:
+    """Say once a minute at most that connections were refused at the cap."""
+
+    QUIET_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.reported_at: float | None = None
+        self.suppressed = 0
+
+    def refused(self, cap: int) -> None:
+        now = time.monotonic()
+        if self.reported_at is not None and now - self.reported_at < self.QUIET_SECONDS:
+            self.suppressed += 1
+            return
+        log.warning(
+            "%d connections open on the callback port, its cap: new ones are answered 503%s",
+            cap,
+            f"; {self.suppressed} more were refused since the last such line"
+            if self.suppressed
+            else "",
+        )
+        self.reported_at, self.suppressed = now, 0
+
+
+class BrowserRunner(web.AppRunner):
+    """The TCP port's runner: a BrowserServer in front of the browser app."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        # No public way to set this once the app is built (create_browser_app could pass
+        # client_max_size=): a form read stops here, a request that says more gets a 413.
+        app._client_max_size = MAX_BODY_BYTES
+        super().__init__(app, **kwargs)
+
+    async def _make_server(self) -> web.Server:
+        # The app's own server runs its startup and freezes it; ours takes its handler.
+        app_server = await super()._make_server()
+        return BrowserServer(app_server, **self._kwargs)
 
 
 class OutOfDescriptors:

@@ -76,35 +76,77 @@ def printable(text: str) -> str:
     return CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def client_fault(error: BaseException | None) -> HttpProcessingError | None:
+    """Return the HTTP error a client's request caused, if ``error`` is or follows from one.
+
+    aiohttp wraps a body it cannot decode (a Content-Encoding the body does not have) in
+    a RequestPayloadError whose cause is the HttpProcessingError.
+    """
+    for _ in range(8):  # a chain is short; a cycle must not hang the log
+        if error is None:
+            return None
+        if isinstance(error, HttpProcessingError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class BadRequestLines:
+    """Say that the port refused requests it cannot read: one debug line a second at most.
+
+    Each such request is a client's fault, not ours: a traceback per request (about 40
+    lines for a bad Content-Encoding) let a web page of <img> tags fill a log at 1 MB a
+    second.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.last = -1.0
+        self.dropped = 0
+
+    def refused(self, error: BaseException | None) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            self.dropped += 1
+            return
+        self.logger.debug(*self.line(error))
+        self.last, self.dropped = now, 0
+
+    def line(self, error: BaseException | None) -> tuple[str, str, int, str]:
+        fault = client_fault(error)
+        return (
+            "refused a request that is not HTTP it can read (%s, %d)%s",
+            type(fault or error).__name__,
+            fault.code if fault is not None else 400,
+            f"; {self.dropped} more since the last such line" if self.dropped else "",
+        )
+
+
 class QuietBadRequests(logging.Filter):
     """Log a request aiohttp cannot parse as one debug line, at most one a second.
 
-    aiohttp logs each at ERROR with a traceback (about 700 bytes): a web page of <img>
-    tags pointed at the port filled a log at 1 MB a second.
+    The TCP port's own protocol (lifecycle.BrowserProtocol) logs these through
+    BadRequestLines already; this filter is the backstop for any other aiohttp path.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.last = -1.0
-        self.dropped = 0
+        self.lines = BadRequestLines(logging.getLogger("aiohttp.server"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError):
+        if client_fault(error) is None:
             return True
+        lines = self.lines
         now = time.monotonic()
-        if now - self.last < 1.0:
-            self.dropped += 1
+        if now - lines.last < 1.0:
+            lines.dropped += 1
             return False
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        record.msg = "refused a request that is not HTTP it can read (%s, %d)%s"
-        record.args = (
-            type(error).__name__,
-            error.code,
-            f"; {self.dropped} more since the last such line" if self.dropped else "",
-        )
+        record.msg, *rest = lines.line(error)
+        record.args = tuple(rest)
         record.exc_info = record.exc_text = None
-        self.last, self.dropped = now, 0
+        lines.last, lines.dropped = now, 0
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
