@@ -166,6 +166,14 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
         "OAUTH_BRIDGE_CALLBACK): decided by where this runs, as 'doctor' shows",
     )
     login.add_argument(
+        "--reach-timeout",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="with --callback auto choosing loopback: how long the browser has to reach the "
+        "daemon before the login switches to LangSmith's own page (default 20)",
+    )
+    login.add_argument(
         "--no-open", action="store_true", help="print the sign-in address, do not open it"
     )
     login.add_argument(

@@ -102,6 +102,7 @@ class ControlPlaneDouble:
         self.other_users: dict[str, str] = {}  # API key -> user, beside api_key's user-a
         self.tokens_of: dict[str, dict[tuple[str, str | None], str]] = {"user-a": {}}
         self.revoked: list[tuple[str, str]] = []  # (LangSmith user, provider) revoked
+        self.provider_visits = 0  # browsers that reached the provider's page (serve_provider)
         self.agent_auth_enabled = True
         self.authenticate_answers: list[tuple[int, Any]] = []  # scripted answers, popped
         self.waits_in_flight = 0
@@ -130,6 +131,7 @@ class ControlPlaneDouble:
         app.router.add_get("/v2/auth/providers/{provider_id}", self.get_provider)
         app.router.add_patch("/v2/auth/providers/{provider_id}", self.patch_provider)
         app.router.add_get("/host-oauth-callback/{provider_id}", self.hosted_page)
+        app.router.add_get("/provider/authorize", self.provider_authorize)
         app.router.add_get("/v2/auth/tokens/exists", self.token_exists)
         app.router.add_delete("/v2/auth/tokens", self.revoke_tokens)
         return app
@@ -321,10 +323,33 @@ class ControlPlaneDouble:
         self.revoked.append((user, provider_id))
         return web.json_response({"deleted": True})
 
+    def serve_provider(self, provider_id: str = "github", *, denies: bool = False) -> None:
+        """Make the provider's sign-in a page of the double's, for a real browser to go through.
+
+        It consents at once (a redirect to redirect_uri with a code and the state), or
+        denies (error=access_denied), as the user would have at a real provider.
+        """
+        self.providers[provider_id]["auth_url"] = f"{self.url}/provider/authorize"
+        self.provider_denies = denies
+
+    async def provider_authorize(self, request: web.Request) -> web.Response:
+        state = request.query.get("state", "")
+        answer = (
+            {"error": "access_denied", "state": state}
+            if getattr(self, "provider_denies", False)
+            else {"code": f"code-{secrets.token_hex(4)}", "state": state}
+        )
+        self.provider_visits += 1
+        target = f"{request.query.get('redirect_uri', '')}?{urlencode(answer)}"
+        return web.Response(status=302, headers={"Location": target})
+
     async def hosted_page(self, request: web.Request) -> web.Response:
         """LangSmith's own callback page: it finishes the flow itself, for the user's browser."""
         state = request.query.get("state", "")
         auth = next((r for r in self.auth_requests.values() if r.state == state), None)
+        if request.query.get("error"):
+            # A denial: the page says so, and nothing is completed (the wait cannot tell).
+            return web.Response(text="<h1>Not connected</h1>", content_type="text/html")
         if auth is None or auth.status != "pending":
             return web.Response(status=400, text="This sign-in link is no longer valid.")
         self._complete(auth)

@@ -372,3 +372,24 @@ def test_the_tables_are_found_where_proc_shows_processes_only(tmp_path: Path) ->
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", str(os.geteuid())]
+
+
+def test_sock_diag_and_the_tables_agree_on_a_real_connection() -> None:
+    import os
+    import socket as sockets
+
+    from bridge.netowner import diag_owner
+
+    with sockets.create_server(("127.0.0.1", 0)) as server:
+        client = sockets.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        ours = accepted.getsockname(), accepted.getpeername()
+        by_diag = diag_owner(*ours)
+        by_table = connection_owner(*ours, diag=False)
+        client.close()
+        accepted.close()
+        after = diag_owner(*ours)
+
+    assert by_diag == by_table == os.geteuid()
+    assert after == GONE
+    assert diag_owner(("127.0.0.1", 1), ("127.0.0.1", 2)) == GONE  # no such connection

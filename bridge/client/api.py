@@ -9,16 +9,28 @@ cancelled await leaves nothing blocked behind it.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bridge.client.autostart import ensure_daemon
 from bridge.client.browser import open_url
+from bridge.client.flow import (
+    REACH_TIMEOUT_SECONDS,
+    TERMINAL,
+    Call,
+    Fallback,
+    Open,
+    Pause,
+    Step,
+    Waited,
+    secret_header,
+    wait_flow,
+)
 from bridge.client.redirect_file import write_redirect_file
 from bridge.client.transport import Answer, AsyncControlClient, ControlClient
 from bridge.errors import BridgeError, ControlPlaneRefused, DaemonUnavailable, UsageError
@@ -31,20 +43,9 @@ LoginStatus = Literal[
     "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
 ]
 CallbackMode = Literal["loopback", "hosted"]
-TERMINAL = frozenset({"succeeded", "failed", "denied", "expired", "cancelled"})
 # What only the login's creator reads; never in a repr.
 CREATOR_ONLY = ("token", "control_plane_body")
 LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost"}
-# The daemon answers a long-poll after at most this long; a slice asks for no more.
-MAX_WAIT_SLICE = 300.0
-# How long past the TTL to wait for the daemon's own word that the login expired.
-EXPIRY_MARGIN = 2.0
-# How long a wait rides out a daemon that went away (a restart), asking again meanwhile.
-RECONNECT_SECONDS = 30.0
-RECONNECT_PAUSE = 0.2
-# How long past its deadline a wait stays for a login that is still forwarding: the
-# daemon bounds a forward well within this, so only a broken daemon reaches it.
-FORWARDING_GRACE = 120.0
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -68,6 +69,8 @@ class _LoginFields:
     browser_opened: bool = False
     # What shows the daemon that this process started the login (X-Login-Secret).
     secret: str | None = None
+    # The check of the auto rule by evidence: None unless auto chose loopback.
+    reach: Fallback | None = field(default=None, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -143,91 +146,29 @@ class Connection:
 # -- what the twins share ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Call:
-    """A request the flow wants made on the control socket."""
+def default_callback(paths: Paths, environ: Mapping[str, str] | None = None) -> Any:
+    """Return the callback the environment (OAUTH_BRIDGE_CALLBACK) or the config file names."""
+    from bridge.client.reach import configured_callback, parse_callback
 
-    method: str
-    path: str
-    body: Any = None
-    timeout: float = 10.0
-    headers: Mapping[str, str] = field(default_factory=dict)
+    env = os.environ if environ is None else environ
+    chosen = configured_callback(env)
+    if chosen is not None:
+        return chosen
+    config_file = paths.config_file
+    if env.get("OAUTH_BRIDGE_CONFIG"):
+        from pathlib import Path
 
+        config_file = Path(env["OAUTH_BRIDGE_CONFIG"])
+    try:
+        import tomllib
 
-@dataclass(frozen=True)
-class Pause:
-    """A pause the flow wants taken before it goes on."""
-
-    seconds: float
-
-
-Step = Call | Pause
-
-
-def _wait_flow(
-    login: dict[str, Any],
-    *,
-    secret: str | None = None,
-    timeout: float | None,
-    tick: float | None = None,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
-) -> Generator[Step, Answer | None, dict[str, Any]]:
-    """Long-poll a login until it ends; ride out a restart of the daemon. Return the login."""
-    started = time.monotonic()
-    expires = epoch_of(login["expires_at"])
-    # Past the TTL the daemon expires the login itself; the margin lets us see that answer.
-    deadline = started + (
-        timeout if timeout is not None else max(0.0, expires - time.time()) + EXPIRY_MARGIN
+        with open(config_file, "rb") as handle:
+            value = tomllib.load(handle).get("callback")
+    except (OSError, ValueError):
+        return None  # no file, or one the daemon will name the problem of
+    return (
+        None if value is None else parse_callback(str(value), source=f"'callback' in {config_file}")
     )
-    lost_since: float | None = None
-    asked_once = False
-    while login["status"] not in TERMINAL:
-        remaining = deadline - time.monotonic()
-        if (
-            remaining <= 0
-            and timeout is None
-            and login["status"] == "forwarding"
-            and remaining > -FORWARDING_GRACE
-        ):
-            # A redirect that came just in time: the daemon bounds its forward, so waiting
-            # on for the outcome cannot hang, and giving up would misreport it.
-            remaining = tick or 1.0
-        elif remaining <= 0 and asked_once:
-            break
-        remaining = max(remaining, 0.0)  # even a wait that has run out asks once
-        if on_progress is not None:
-            on_progress(login)
-        slice_ = min(remaining, tick or MAX_WAIT_SLICE)
-        asked = time.monotonic()
-        try:
-            answer = yield Call(
-                "GET",
-                f"/v1/logins/{quote(login['id'], safe='')}?wait={slice_:.3f}",
-                None,
-                slice_ + 30,
-                secret_header(secret),
-            )
-        except DaemonUnavailable:
-            # The daemon went away: a restart keeps every pending login, so ask again.
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > RECONNECT_SECONDS:
-                raise
-            yield Pause(RECONNECT_PAUSE)
-            continue
-        lost_since = None
-        asked_once = True
-        assert answer is not None
-        if answer.status != 200:
-            raise BridgeError(f"the daemon lost the login {login['id']}: {answer.message}")
-        login = answer.body
-        if login["status"] not in TERMINAL and time.monotonic() - asked < slice_ / 2:
-            # Answered early yet not ended: the daemon is stopping. Do not spin meanwhile.
-            yield Pause(RECONNECT_PAUSE)
-    return login
-
-
-def secret_header(secret: str | None) -> dict[str, str]:
-    return {} if secret is None else {"X-Login-Secret": secret}
 
 
 def caller_credentials(
@@ -357,15 +298,73 @@ class _Core:
     def login_path(login_id: str) -> str:
         return f"/v1/logins/{quote(login_id, safe='')}"
 
-    @staticmethod
-    def callback_mode(callback: str | None) -> CallbackMode:
-        """Resolve ``auto`` (or no choice) by where this process runs: one rule for all."""
-        from bridge.client.reach import callback_for, configured_callback, decide
+    def choose_callback(self, callback: str | None) -> tuple[CallbackMode, bool]:
+        """Resolve ``auto`` (or no choice) by where this process runs: one rule for all.
 
-        choice = configured_callback(os.environ) if callback is None else callback
-        if choice not in (None, "auto", "loopback", "hosted"):
-            raise UsageError(f"callback must be auto, loopback or hosted, not {choice!r}")
-        return callback_for(choice, decide(os.environ))  # type: ignore[arg-type]
+        Return the mode, and whether the rule chose it (then the reach check applies).
+        """
+        from bridge.client.reach import callback_for, decide, parse_callback
+
+        choice = (
+            parse_callback(callback, source="callback")
+            if callback is not None
+            else default_callback(self.paths)
+        )
+        mode = callback_for(choice, decide(os.environ))
+        return mode, choice in (None, "auto")
+
+    def start(
+        self,
+        provider_id: str,
+        scopes: list[str],
+        *,
+        user_id: str | None,
+        agent_id: str | None,
+        force_new: bool,
+        ttl_seconds: int,
+        callback: str | None,
+    ) -> tuple[Call, Call | None]:
+        """Return the registration, and the hosted one to fall back on if ``auto`` chose loopback."""
+        mode, by_rule = self.choose_callback(callback)
+        fields: dict[str, Any] = {
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "force_new": force_new,
+            "ttl_seconds": ttl_seconds,
+        }
+        call = self.login_request(provider_id, scopes, **fields, callback=mode)
+        hosted = None
+        if by_rule and mode == "loopback":
+            hosted = self.login_request(provider_id, scopes, **fields, callback="hosted")
+        return call, hosted
+
+    def started(
+        self,
+        login: L,
+        *,
+        hosted: Call | None,
+        open_browser: bool,
+        reach_timeout: float,
+    ) -> L:
+        """Open the new login's address if asked, and arm the reach check where it applies."""
+        login = replace(login, **self.opened(login, open_browser=open_browser))
+        if hosted is None or login.terminal or login.callback != "loopback":
+            return login
+        # Not armed (an infinite deadline) until a browser is launched: see arm_reach.
+        login = replace(login, reach=Fallback(math.inf, hosted, seconds=reach_timeout))
+        if open_browser:
+            login = self.arm_reach(login, browser_opened=login.browser_opened)
+        return login
+
+    @staticmethod
+    def arm_reach(login: L, *, browser_opened: bool) -> L:
+        """Start the reach timeout now that a browser was launched (or could not be)."""
+        if login.reach is None:
+            return login
+        # No browser could be opened here after all: LangSmith's page at once.
+        wait = login.reach.seconds if browser_opened else 0.0
+        armed = replace(login.reach, deadline=time.monotonic() + wait)
+        return replace(login, reach=armed, browser_opened=browser_opened)
 
     def cancel_request(self, login: str | _LoginFields) -> Call:
         login_id = login if isinstance(login, str) else login.id
@@ -383,8 +382,20 @@ class _Core:
         return Call("DELETE", f"/v1/connections/{quote(provider_id, safe='')}", timeout=60)
 
     @staticmethod
-    def newer(login: L, body: dict[str, Any]) -> L:
-        """Return ``login`` as ``body`` now describes it, keeping what only the 201 had."""
+    def newer(login: L, waited: Waited) -> L:
+        """Return ``login`` as the wait left it, keeping what only the 201 had."""
+        body = waited.login
+        if waited.replaced:
+            # A hosted login took its place: everything is the new one's.
+            return replace(
+                login,
+                **{name: body[name] for name in _FIELDS if name in body},
+                secret=waited.secret,
+                open_url=waited.open_url,
+                auth_url=waited.auth_url,
+                browser_opened=waited.browser_opened,
+                reach=None,
+            )
         return replace(
             login,
             **{name: body[name] for name in _FIELDS if name in body and name not in _KEPT},
@@ -468,11 +479,6 @@ def check_redirect_uri(redirect_uri: str, *, daemon_url: str, provider_id: str) 
     )
 
 
-def epoch_of(rfc3339: str) -> float:
-    """Return the Unix time of an RFC 3339 timestamp of the login object."""
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
 # -- the blocking twin -------------------------------------------------------------
 
 
@@ -523,6 +529,15 @@ class Bridge:
         """Launch a browser at ``url`` (never with a state on its command line); True if one started."""
         return self._core.open_in_browser(url)
 
+    @property
+    def client_name(self) -> str | None:
+        """How the browser's page names this tool, as given."""
+        return self._core.client_name
+
+    def arm_reach(self, login: Login, *, browser_opened: bool) -> Login:
+        """For a login opened by the caller itself: start its reach timeout now."""
+        return self._core.arm_reach(login, browser_opened=browser_opened)
+
     def login(
         self,
         provider_id: str,
@@ -534,23 +549,28 @@ class Bridge:
         ttl_seconds: int = 600,
         open_browser: bool = False,
         callback: Literal["auto", "loopback", "hosted"] | None = None,
+        reach_timeout: float = REACH_TIMEOUT_SECONDS,
     ) -> Login:
         """Have the daemon start an Agent Auth login; open its address if asked.
 
-        ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK, else
-        ``"auto"``, decided by where this process runs).
+        ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK or the
+        config file's ``callback``, else ``"auto"``, decided by where this process runs).
+        With ``auto`` choosing loopback, a browser that has not reached the daemon within
+        ``reach_timeout`` seconds makes ``wait()`` switch to a hosted login.
         """
-        call = self._core.login_request(
+        call, hosted = self._core.start(
             provider_id,
             scopes,
             user_id=user_id,
             agent_id=agent_id,
             force_new=force_new,
             ttl_seconds=ttl_seconds,
-            callback=self._core.callback_mode(callback),
+            callback=callback,
         )
         login = self._login(self._checked(call))
-        return replace(login, **self._core.opened(login, open_browser=open_browser))
+        return self._core.started(
+            login, hosted=hosted, open_browser=open_browser, reach_timeout=reach_timeout
+        )
 
     @overload
     def expect(
@@ -612,14 +632,22 @@ class Bridge:
         timeout: float | None = None,
         tick: float | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_replaced: Callable[[Waited], None] | None = None,
     ) -> Login:
-        """Block until ``login`` ends (or ``timeout`` runs out); return it as it then is."""
-        flow = _wait_flow(
+        """Block until ``login`` ends (or ``timeout`` runs out); return it as it then is.
+
+        A loopback login that ``auto`` chose and no browser came to within the reach
+        timeout is replaced by a hosted one (``on_replaced`` hears of it): the login
+        returned is then that one.
+        """
+        flow = wait_flow(
             login.to_json(),
             secret=login.secret,
             timeout=timeout,
             tick=tick,
             on_progress=on_progress,
+            on_replaced=on_replaced,
+            fallback=login.reach,
         )
         return self._core.newer(login, self._drive(flow))
 
@@ -668,13 +696,16 @@ class Bridge:
     def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(self._request(call))
 
-    def _drive(self, flow: Generator[Step, Answer | None, dict[str, Any]]) -> dict[str, Any]:
+    def _drive(self, flow: Generator[Step, Any, Waited]) -> Waited:
         try:
             step = next(flow)
             while True:
                 if isinstance(step, Pause):
                     time.sleep(step.seconds)
                     step = flow.send(None)
+                    continue
+                if isinstance(step, Open):
+                    step = flow.send(self._core.open_in_browser(step.url))
                     continue
                 try:
                     answer = self._request(step)
@@ -683,7 +714,7 @@ class Bridge:
                     continue
                 step = flow.send(answer)
         except StopIteration as done:
-            result: dict[str, Any] = done.value
+            result: Waited = done.value
             return result
 
 
@@ -759,28 +790,29 @@ class AsyncBridge:
         ttl_seconds: int = 600,
         open_browser: bool = False,
         callback: Literal["auto", "loopback", "hosted"] | None = None,
+        reach_timeout: float = REACH_TIMEOUT_SECONDS,
     ) -> AsyncLogin:
-        """Have the daemon start an Agent Auth login; open its address if asked.
-
-        ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK, else
-        ``"auto"``, decided by where this process runs).
-        """
+        """Have the daemon start an Agent Auth login; open its address if asked (``Bridge``'s)."""
         await self._ready()
-        call = self._core.login_request(
+        call, hosted = self._core.start(
             provider_id,
             scopes,
             user_id=user_id,
             agent_id=agent_id,
             force_new=force_new,
             ttl_seconds=ttl_seconds,
-            callback=self._core.callback_mode(callback),
+            callback=callback,
         )
         login = self._login(await self._checked(call))
         import asyncio
 
-        # Off the loop: a browser command may take seconds to return.
-        return replace(
-            login, **await asyncio.to_thread(self._core.opened, login, open_browser=open_browser)
+        # Off the loop: a browser command may take a moment to start.
+        return await asyncio.to_thread(
+            self._core.started,
+            login,
+            hosted=hosted,
+            open_browser=open_browser,
+            reach_timeout=reach_timeout,
         )
 
     @overload
@@ -850,7 +882,9 @@ class AsyncBridge:
     ) -> AsyncLogin:
         """Wait until ``login`` ends (or ``timeout`` runs out); return it as it then is."""
         await self._ready()
-        flow = _wait_flow(login.to_json(), secret=login.secret, timeout=timeout)
+        flow = wait_flow(
+            login.to_json(), secret=login.secret, timeout=timeout, fallback=login.reach
+        )
         return self._core.newer(login, await self._drive(flow))
 
     async def cancel(self, login: str | AsyncLogin) -> AsyncLogin:
@@ -900,7 +934,7 @@ class AsyncBridge:
     async def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(await self._request(call))
 
-    async def _drive(self, flow: Generator[Step, Answer | None, dict[str, Any]]) -> dict[str, Any]:
+    async def _drive(self, flow: Generator[Step, Any, Waited]) -> Waited:
         import asyncio
 
         try:
@@ -910,6 +944,10 @@ class AsyncBridge:
                     await asyncio.sleep(step.seconds)
                     step = flow.send(None)
                     continue
+                if isinstance(step, Open):
+                    opened = await asyncio.to_thread(self._core.open_in_browser, step.url)
+                    step = flow.send(opened)
+                    continue
                 try:
                     answer = await self._request(step)
                 except DaemonUnavailable as exc:
@@ -917,7 +955,7 @@ class AsyncBridge:
                     continue
                 step = flow.send(answer)
         except StopIteration as done:
-            result: dict[str, Any] = done.value
+            result: Waited = done.value
             return result
 
 

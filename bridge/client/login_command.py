@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from bridge.client.api import Bridge
+from bridge.client.api import Bridge, default_callback
 from bridge.client.expect import check_wait_arguments
 from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
-from bridge.client.waiting import report, tell_where_to_sign_in, wait_and_report
+from bridge.client.reach import decide
+from bridge.client.terminal import say
+from bridge.client.waiting import (
+    cancel_and_report,
+    cancelling_signals,
+    report,
+    tell_where_to_sign_in,
+    wait_and_report,
+)
 
 
 def run_login(args: argparse.Namespace) -> int:
@@ -23,14 +32,43 @@ def run_login(args: argparse.Namespace) -> int:
         force_new=args.force_new,
         ttl_seconds=args.ttl,
         callback=args.callback,
+        reach_timeout=args.reach_timeout,
+        # Opened below, once its address is printed: it must be on the terminal first.
+        open_browser=False,
     )
     if login.terminal:  # already connected: no browser needed
         return report(login, as_json=args.json)
     assert login.open_url is not None
-    tell_where_to_sign_in(
-        login.open_url,
-        daemon_url=bridge.url,
-        open_it=not args.no_open,
-        opener=bridge.open_in_browser,
+    hosted = login.callback == "hosted"
+    verdict = decide(os.environ)
+    if (
+        hosted
+        and args.callback in (None, "auto")
+        and default_callback(bridge.paths)
+        in (
+            None,
+            "auto",
+        )
+    ):
+        say(f"Using LangSmith's own sign-in page: {verdict.why}.")
+    try:
+        with cancelling_signals():
+            opened = tell_where_to_sign_in(
+                login.open_url,
+                daemon_url=bridge.url,
+                open_it=not args.no_open,
+                opener=bridge.open_in_browser,
+                hosted=hosted,
+                client_name=args.client_name,
+            )
+    except KeyboardInterrupt:  # registered already: it must not stay pending behind us
+        return cancel_and_report(bridge, login, as_json=args.json)
+    if not args.no_open:
+        login = bridge.arm_reach(login, browser_opened=opened)
+    return wait_and_report(
+        bridge,
+        login,
+        timeout=args.timeout,
+        as_json=args.json,
+        remote=verdict.environment in ("ssh", "container", "headless", "codespace"),
     )
-    return wait_and_report(bridge, login, timeout=args.timeout, as_json=args.json)

@@ -42,6 +42,7 @@ ENVIRONMENT: dict[str, str] = {
     "idle_exit_seconds": "OAUTH_BRIDGE_IDLE_EXIT_SECONDS",
     "connection_idle_seconds": "OAUTH_BRIDGE_CONNECTION_IDLE_SECONDS",
     "allow_insecure_control_plane": "OAUTH_BRIDGE_ALLOW_INSECURE_CONTROL_PLANE",
+    "callback": "OAUTH_BRIDGE_CALLBACK",
 }
 # The serve options whose name is not the key's.
 FLAGS = {"control_plane_url": "--control-plane", "idle_exit_seconds": "--idle-exit"}
@@ -94,6 +95,8 @@ class Settings(BaseModel):
     provider_names: dict[str, Annotated[str, Field(min_length=1, max_length=100)]] = {}
     # An http:// control plane off this machine would carry the API key in cleartext.
     allow_insecure_control_plane: bool = False
+    # Read by the tools (login, the Python API, doctor): where a login's browser comes back.
+    callback: Literal["auto", "loopback", "hosted"] = "auto"
 
     @model_validator(mode="after")
     def _no_cleartext_credentials(self) -> Settings:

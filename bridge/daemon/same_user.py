@@ -10,7 +10,6 @@ does, so there such a tunnel is refused too.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -102,6 +101,6 @@ async def peer_uid(request: web.Request, lookup: Lookup) -> int | None:
     if not (isinstance(local, tuple) and isinstance(remote, tuple)):
         return None  # not TCP (a UNIX socket): there is no table to look in
     # IPv6 names are (host, port, flowinfo, scope_id): the first two are what we match.
-    # A thread: the kernel builds the table as it is read, which takes a while with
-    # thousands of sockets.
-    return await asyncio.to_thread(lookup, (local[0], local[1]), (remote[0], remote[1]))
+    # Inline: sock_diag answers in some 20 µs, less than a hop to a thread. (Where it is
+    # missing, the tables are read, which takes milliseconds with thousands of sockets.)
+    return lookup((local[0], local[1]), (remote[0], remote[1]))

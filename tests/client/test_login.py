@@ -210,7 +210,7 @@ async def test_login_warns_before_the_browser_when_the_daemon_has_no_credential(
     )
 
     assert "no LangSmith credential" in result.stderr
-    assert result.stderr.index("no LangSmith credential") < result.stderr.index("Sign in at:")
+    assert result.stderr.index("no LangSmith credential") < result.stderr.index("Sign in")
 
 
 async def test_a_waiting_login_rides_out_a_restart_of_the_daemon(
@@ -362,6 +362,7 @@ def follow_trampoline(url: str) -> str:
 
     with pytest.raises(urllib.error.HTTPError) as jump:
         urllib.request.build_opener(Stay).open(url)
+    jump.value.close()  # the error holds the answer's connection
     assert jump.value.code == 302, jump.value.code
     return str(jump.value.headers["Location"])
 
