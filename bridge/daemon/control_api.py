@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
+import math
 import os
+import re
 import socket
 import struct
 import time
@@ -13,6 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
@@ -22,23 +27,82 @@ from bridge.daemon.auth_service import CallFailed
 from bridge.daemon.callback import NOT_NOW, REPEAT_WAIT_MARGIN, handle_callback
 from bridge.daemon.config import Credentials
 from bridge.daemon.control_schema import (
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_WAIT_SECONDS,
     AgentAuthLoginRequest,
     AllowLoopbackRequest,
     CallbackRequest,
     LoginRequest,
+    Refusal,
     one_segment,
 )
 from bridge.daemon.model import Callback, FailureCode, Login, NewLogin, Outcome, Status, rfc3339
 from bridge.daemon.model import Credentials as Whose
+from bridge.daemon.openapi import served
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached, new_secret, secret_matches
 from bridge.fingerprint import fingerprint
 
-MAX_WAIT_SECONDS = 300.0
+log = logging.getLogger(__name__)
+
+# How the daemon's refusals of its own are named, by HTTP status (aiohttp's 404, 405, 413).
+_OWN_REFUSALS: dict[int, Refusal] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+INTERNAL_ERROR = (
+    "oauth-bridge could not answer this request because of an error of its own; its log "
+    "has the details."
+)
 
 
-def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
+def problem(status: int, error: Refusal, message: str, **extra: Any) -> web.Response:
+    """Answer with the control API's one error shape: ``{"error", "message", ...}``."""
     return web.json_response({"error": error, "message": message, **extra}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Make every answer that is not 2xx a problem, aiohttp's own refusals included."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # a redirect, or one of ours: already in shape
+        return _as_problem(request, exc.status, exc.headers.get("Allow"))
+    except ConnectionError:
+        raise  # the caller left: no one reads an answer, and it is no fault of ours
+    except Exception:
+        route = request.match_info.route.resource
+        where = route.canonical if route is not None else "an unknown route"
+        log.exception("control API: %s %s failed", request.method, where)
+        return problem(500, "internal_error", INTERNAL_ERROR)
+    if (
+        isinstance(response, web.Response)
+        and response.status >= 400
+        and response.content_type != "application/json"
+    ):
+        return _as_problem(request, response.status, response.headers.get("Allow"))
+    return response
+
+
+def _as_problem(request: web.Request, status: int, allow: str | None) -> web.Response:
+    if status == 404:
+        message = f"There is no route {request.method} {request.path} in the control API."
+    elif status == 405:
+        message = f"{request.path} does not take {request.method}; it takes {allow or 'none'}."
+    elif status == 413:
+        message = f"The body is over {MAX_BODY_BYTES} bytes."
+    else:
+        message = "oauth-bridge could not take this request."
+    error = _OWN_REFUSALS.get(status, "internal_error" if status >= 500 else "bad_request")
+    answer = problem(status, error, message)
+    if allow is not None:
+        answer.headers["Allow"] = allow
+    return answer
 
 
 def peer_uid(request: web.Request) -> int | None:
@@ -109,10 +173,11 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
-def _refused(status: int, error: str, message: str) -> web.HTTPException:
+def _refused(status: int, error: Refusal, message: str, **extra: Any) -> web.HTTPException:
     """Return a refusal to raise: the control API's JSON error shape."""
     return _ERRORS[status](
-        text=json.dumps({"error": error, "message": message}), content_type="application/json"
+        text=json.dumps({"error": error, "message": message, **extra}),
+        content_type="application/json",
     )
 
 
@@ -128,9 +193,53 @@ def provider_in_path(request: web.Request) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
+# A JSON string (its escapes included), and what is left once strings are gone: brackets
+# count +1 opening and -1 (0xff as a signed byte) closing, everything else is dropped.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NESTING = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nests_deeper_than(raw: bytes, limit: int) -> bool:
+    """Say whether the JSON text ``raw`` nests arrays and objects more than ``limit`` deep.
+
+    Counted before parsing: a parser's recursion is what a deep body attacks. Linear, and
+    in C but for the regular expression: a 1 MiB body takes milliseconds.
+    """
+    steps = _JSON_STRING.sub(b"", raw).translate(_NESTING, _NOT_A_BRACKET)
+    if len(steps) <= limit:
+        return False
+    return max(itertools.accumulate(memoryview(steps).cast("b"))) > limit
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> bytes:
+    """Read a JSON body, or refuse it (422) unless it is application/json of sane depth.
+
+    An empty body is ``{}`` where the body is ``optional``; elsewhere the model refuses it.
+    A body over MAX_BODY_BYTES is aiohttp's 413, which ``json_errors`` puts in shape.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        return b"{}" if optional else raw
+    if request.content_type != "application/json":
+        given = request.headers.get("Content-Type")
+        raise _refused(
+            422,
+            "unsupported_media_type",
+            "the body must be JSON sent with 'Content-Type: application/json' ("
+            + (f"not {given!r}" if given else "no Content-Type was given")
+            + ")",
+        )
+    if nests_deeper_than(raw, MAX_JSON_DEPTH):
+        raise _refused(
+            422, "validation_error", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+    return raw
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Validate a JSON body, or answer 422 with pydantic's errors as ``detail``."""
-    return parse_body(await request.read(), model)
+    return parse_body(await read_json(request), model)
 
 
 def parse_body(raw: bytes, model: type[M]) -> M:
@@ -139,19 +248,14 @@ def parse_body(raw: bytes, model: type[M]) -> M:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         detail = exc.errors(include_url=False, include_input=False, include_context=False)
-        raise web.HTTPUnprocessableEntity(
-            text=json.dumps(
-                {
-                    "error": "validation_error",
-                    "message": "the request body is not valid: "
-                    + "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-                        for e in detail
-                    ),
-                    "detail": detail,
-                }
+        raise _refused(
+            422,
+            "validation_error",
+            "the request body is not valid: "
+            + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in detail
             ),
-            content_type="application/json",
+            detail=detail,
         ) from None
 
 
@@ -169,7 +273,7 @@ async def register(request: web.Request) -> web.Response:
     bridge = services(request.app)
     if bridge.logins.stopping:
         return problem(503, "stopping", "oauth-bridge is stopping; try again once it is back")
-    raw = await request.read()
+    raw = await read_json(request)
     if _names_scopes(raw):
         return await start_agent_auth(bridge, request, parse_body(raw, AgentAuthLoginRequest))
     body = parse_body(raw, LoginRequest)
@@ -285,9 +389,8 @@ async def allow_loopback(request: web.Request) -> web.Response:
     """Add this daemon's callback to a provider's allowed redirect URIs on the control plane."""
     bridge = services(request.app)
     provider_id = provider_in_path(request)
-    raw = await request.read()
     # The body is optional: no body is {"dry_run": false}.
-    body = parse_body(raw if raw.strip() else b"{}", AllowLoopbackRequest)
+    body = parse_body(await read_json(request, optional=True), AllowLoopbackRequest)
     credentials = caller_credentials(bridge, request)
     redirect_uri = bridge.redirect_uri(provider_id)
     try:
@@ -348,10 +451,40 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response(find(bridge, request).to_json(for_creator=creator))
 
 
+STATUSES = tuple(status.value for status in Status)
+
+
+def one_query_value(request: web.Request, name: str) -> str | None:
+    """Return a query parameter given at most once (422 if more), or None."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise _refused(422, "validation_error", f"{name} may be given once")
+    return values[0] if values else None
+
+
 async def list_logins(request: web.Request) -> web.Response:
+    """Every login the daemon holds, oldest first: ?status=S and ?provider_id=P filter them."""
     bridge = services(request.app)
+    status = one_query_value(request, "status")
+    if status is not None and status not in STATUSES:
+        raise _refused(422, "validation_error", f"status must be one of {', '.join(STATUSES)}")
+    provider_id = one_query_value(request, "provider_id")
+    if provider_id is not None:
+        try:
+            one_segment(provider_id)
+        except ValueError as exc:
+            raise _refused(422, "validation_error", f"provider_id: {exc}") from None
     bridge.logins.expire_due()
-    return web.json_response({"logins": [login.to_json() for login in bridge.logins.store.all()]})
+    return web.json_response(
+        {
+            "logins": [
+                login.to_json()
+                for login in bridge.logins.store.all()
+                if (status is None or login.status.value == status)
+                and (provider_id is None or login.provider_id == provider_id)
+            ]
+        }
+    )
 
 
 async def complete(request: web.Request) -> web.Response:
@@ -388,11 +521,26 @@ async def complete(request: web.Request) -> web.Response:
         wait_seconds=bridge.callback_wait_seconds + REPEAT_WAIT_MARGIN,
     )
     if outcome.reason in NOT_NOW:
-        return problem(503, outcome.reason.replace("-", "_"), outcome.message)
+        not_now: Refusal = "stopping" if outcome.reason == "stopping" else "no_resources"
+        return problem(503, not_now, outcome.message)
     if outcome.login is None:
-        status = 400 if outcome.page_status == "invalid" else 404
-        return problem(status, "bad_url" if status == 400 else "not_found", outcome.message)
-    return web.json_response(outcome.login.to_json())
+        if outcome.page_status == "invalid":
+            return problem(400, "bad_url", outcome.message)
+        return problem(404, "not_found", outcome.message)
+    login = outcome.login
+    if login.status in (Status.CANCELLED, Status.EXPIRED):
+        # Either ends only a pending login, so no callback ever counted for this one:
+        # there is no outcome to repeat, and no pending login matches.
+        return problem(
+            404,
+            "not_found",
+            f"No pending login has this state: login {login.id} was {login.status.value} "
+            "before any callback came.",
+            login=login.to_json(),
+        )
+    # A login that reached an outcome: this paste, or a repeat of a callback (never
+    # forwarded again).
+    return web.json_response(login.to_json())
 
 
 async def status(request: web.Request) -> web.Response:
@@ -470,12 +618,19 @@ async def browser_check(request: web.Request) -> web.Response:
     """Say whether a browser opened the self-test address (long-poll with ?wait=)."""
     bridge = services(request.app)
     token = request.match_info["token"]
+    # Lenient on purpose, as the document says: what is not a number of seconds is 0.
     try:
-        wait = min(float(request.query.get("wait", "0")), MAX_WAIT_SECONDS)
+        wait = float(request.query.get("wait", "0"))
     except ValueError:
         wait = 0.0
-    seen = await bridge.browser_checks.wait_seen(token, max(wait, 0.0))
+    wait = 0.0 if math.isnan(wait) else min(max(wait, 0.0), MAX_WAIT_SECONDS)
+    seen = await bridge.browser_checks.wait_seen(token, wait)
     return web.json_response({"seen": seen})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """The control API's OpenAPI document: the one committed in docs/, built from the models."""
+    return web.Response(body=served(), content_type="application/json")
 
 
 async def list_connections(request: web.Request) -> web.Response:
@@ -525,7 +680,8 @@ async def _touch(request: web.Request, response: web.StreamResponse) -> None:
 
 def create_control_app(bridge: Services) -> web.Application:
     """Build the control API app; it does no I/O until served."""
-    app = web.Application(middlewares=[same_user_only])
+    # json_errors first: it puts in shape whatever comes back, the peer check's 403 included.
+    app = web.Application(middlewares=[json_errors, same_user_only], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = bridge
     app.on_response_prepare.append(_touch)
     app.router.add_post("/v1/logins", register)
@@ -540,4 +696,42 @@ def create_control_app(bridge: Services) -> web.Application:
     app.router.add_get("/v1/checks/control-plane", check_control_plane)
     app.router.add_post("/v1/checks/browser", start_browser_check)
     app.router.add_get("/v1/checks/browser/{token}", browser_check)
+    app.router.add_get("/v1/openapi.json", openapi_document)
     return app
+
+
+class ControlProtocol(RequestHandler):
+    """One connection to the control socket: aiohttp's own refusals in the API's shape too.
+
+    A request aiohttp cannot parse (a bad request line, a header too long) never reaches
+    the app and its middleware: aiohttp answers it itself, in plain text, unless told here.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own: it logs, closes the connection after the answer, and refuses to
+        # answer twice; its plain-text answer is replaced by ours, with the same status.
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            return problem(status, "internal_error", INTERNAL_ERROR)
+        return problem(status, "bad_request", "oauth-bridge could not read this request as HTTP.")
+
+
+class ControlServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ControlProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class ControlRunner(web.AppRunner):
+    """The control socket's runner: the app behind ControlProtocol's connections."""
+
+    async def _make_server(self) -> web.Server:
+        app_server = await super()._make_server()
+        return ControlServer(
+            app_server.request_handler, request_factory=app_server.request_factory, **self._kwargs
+        )

@@ -7,38 +7,26 @@ described here, so that ``docs/control-api.openapi.json`` is generated from one 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 3600
-
-ProviderId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=200,
-        description="The provider's id, as in /v2/auth/callback/{provider_id}: one path "
-        "segment, so no '/', no control characters, not '.' or '..'.",
-    ),
-]
-TtlSeconds = Annotated[
-    StrictInt,
-    Field(ge=1, le=MAX_TTL_SECONDS, description="How long the login stays pending."),
-]
-
-
-ClientName = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=100,
-        description="How the registering application names itself: the result page says "
-        "'return to <client_name>'.",
-    ),
-]
-
+# The deepest a JSON body may nest: the deepest the control API's own bodies go is 2.
+MAX_JSON_DEPTH = 32
+# The largest body the control socket reads (aiohttp's client_max_size, its default).
+MAX_BODY_BYTES = 1024**2
+# The longest a long-poll waits: a longer wait is clamped to this.
+MAX_WAIT_SECONDS = 300
 
 # Characters that steer how text is shown rather than being shown: bidi embeddings,
 # overrides, isolates and marks reorder what follows them (a provider id "gpj.exe" shown
@@ -49,6 +37,61 @@ STEERING = frozenset(
     + "".join(map(chr, range(0x202A, 0x202F)))
     + "".join(map(chr, range(0x2066, 0x206A)))
 )
+
+# The same characters as a regular expression's class body, written with escapes only, so
+# that one pattern reads the same in ECMA-262 (JSON Schema's dialect) and in Python.
+_CONTROLS = (
+    "\\x00-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+)
+# A name shown to people: no control character.
+SHOWN_NAME_PATTERN = f"^[^{_CONTROLS}]*$"
+# One path segment: no '/' and no control character, and not '.' or '..' (a URL path
+# resolves those away). Said without look-arounds, by how it starts: a character that is
+# not a dot; or a dot, then one that is not; or two dots and one more character.
+_SEGMENT = f"[^/{_CONTROLS}]"
+_NOT_DOT = f"[^./{_CONTROLS}]"
+PROVIDER_ID_PATTERN = f"^(?:{_NOT_DOT}|\\.{_NOT_DOT}|\\.\\.{_SEGMENT}){_SEGMENT}*$"
+
+MAX_PROVIDER_ID_LENGTH = 200
+ProviderId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PROVIDER_ID_LENGTH,
+        description="The provider's id, as in /v2/auth/callback/{provider_id}: one path "
+        "segment, so no '/', no control characters, not '.' or '..'.",
+        # Validated by one_segment (for its message); the pattern says the same to a reader.
+        json_schema_extra={"pattern": PROVIDER_ID_PATTERN},
+        examples=["github"],
+    ),
+]
+
+
+def integral(value: object) -> object:
+    """Take JSON Schema's integer as it is: 600 or 600.0 (one number to JSON), never "600"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+TtlSeconds = Annotated[
+    StrictInt,
+    Field(ge=1, le=MAX_TTL_SECONDS, description="How long the login stays pending."),
+    # After the Field: before it, the bounds would leave the schema as pydantic's ge and le.
+    BeforeValidator(integral),
+]
+
+
+ClientName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="How the registering application names itself: the result page says "
+        "'return to <client_name>'. No control characters.",
+        json_schema_extra={"pattern": SHOWN_NAME_PATTERN},
+    ),
+]
 
 
 def is_control(character: str) -> bool:
@@ -66,6 +109,8 @@ def no_controls(value: str | None) -> str | None:
 
 def one_segment(value: str) -> str:
     """Refuse a provider id that could not be one path segment of the callback URL."""
+    if not 1 <= len(value) <= MAX_PROVIDER_ID_LENGTH:
+        raise ValueError(f"must be 1 to {MAX_PROVIDER_ID_LENGTH} characters")
     if "/" in value or any(map(is_control, value)):
         raise ValueError("must not contain '/' or control characters")
     if value in (".", ".."):
@@ -77,7 +122,11 @@ def one_segment(value: str) -> str:
 class LoginRequest(BaseModel):
     """Expect a redirect for a state the tool got from the control plane itself."""
 
-    model_config = ConfigDict(extra="forbid", title="ExpectLoginRequest")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="ExpectLoginRequest",
+        json_schema_extra={"examples": [{"provider_id": "github", "state": "st-from-the-tool"}]},
+    )
 
     provider_id: ProviderId
     state: Annotated[str, Field(min_length=1, max_length=4096)]
@@ -93,7 +142,10 @@ class LoginRequest(BaseModel):
 class AgentAuthLoginRequest(BaseModel):
     """Have the daemon start the login with the control plane (Agent Auth)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"provider_id": "github", "scopes": ["repo"]}]},
+    )
 
     provider_id: ProviderId
     scopes: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=100)]
@@ -131,6 +183,11 @@ class AllowLoopbackRequest(BaseModel):
 # -- answers: extra='forbid', so that a test sees an answer outgrow its description --
 
 
+LoginStatus = Literal[
+    "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
+]
+
+
 class DescribedAnswer(BaseModel):
     """An answer of the control API: every field it has is described here."""
 
@@ -142,9 +199,7 @@ class LoginObject(DescribedAnswer):
 
     id: str
     provider_id: str
-    status: Literal[
-        "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
-    ]
+    status: LoginStatus
     redirect_uri: str
     callback: Literal["loopback", "hosted"] = Field(
         description="Where the provider sends the browser back: this daemon (loopback) or "
@@ -189,14 +244,44 @@ class LoginList(DescribedAnswer):
     logins: list[LoginObject]
 
 
-class Problem(DescribedAnswer):
-    """Any refusal: a code, a sentence for people, and what else helps."""
+# Every ``error`` a refusal of the control socket may carry, whatever its route.
+Refusal = Literal[
+    "bad_request",  # 400: not a request aiohttp could read
+    "bad_url",  # 400: not a callback address of this daemon
+    "forbidden",  # 403: another user's process, or a wrong X-Login-Secret
+    "not_found",  # 404: no such login, no pending login, no such route
+    "method_not_allowed",  # 405: with Allow
+    "conflict",  # 409
+    "payload_too_large",  # 413: a body over MAX_BODY_BYTES
+    "unsupported_media_type",  # 422: a body that is not application/json
+    "validation_error",  # 422: a body, parameter or header that is not valid; 502 too
+    "internal_error",  # 500: a fault of ours (its log has the details)
+    "control_plane_rejected",  # 502, the forward's codes
+    "control_plane_error",
+    "control_plane_unreachable",
+    "too_many_pending",  # 503
+    "stopping",
+    "no_resources",
+]
+REFUSALS: frozenset[str] = frozenset(get_args(Refusal))
 
-    error: str
-    message: str
-    control_plane_status: int | None = None
-    detail: Any = None
-    login: LoginObject | None = None
+
+class Problem(DescribedAnswer):
+    """Any answer of the control socket that is not 2xx: a code, a sentence, what else helps."""
+
+    error: Refusal = Field(description="What went wrong, for a program to tell apart.")
+    message: str = Field(description="What went wrong and what to do, for people.")
+    control_plane_status: int | None = Field(
+        default=None, description="502: the control plane's HTTP status, when it answered."
+    )
+    detail: Any = Field(
+        default=None,
+        description="422: each problem found (pydantic's errors); 502: the control plane's "
+        "own detail, when it gave one.",
+    )
+    login: LoginObject | None = Field(
+        default=None, description="The login the refusal is about, where there is one."
+    )
 
 
 class CredentialSources(DescribedAnswer):
@@ -246,3 +331,34 @@ class AllowLoopbackResult(DescribedAnswer):
     allowed_redirect_uris: list[str] = Field(description="The list as it is now (or would be).")
     changed: bool
     dry_run: bool
+
+
+class ProviderCheck(DescribedAnswer):
+    provider_id: str
+    redirect_uri: str = Field(description="This daemon's callback for the provider.")
+    allows_this_daemon: bool | None = Field(
+        description="Whether the provider's allowed_redirect_uris holds redirect_uri; null "
+        "when the deployment does not tell."
+    )
+
+
+class ControlPlaneCheck(DescribedAnswer):
+    """What ``doctor`` learns from the control plane: never a login, a cheap read."""
+
+    control_plane_url: str
+    reachable: bool
+    accepted: bool = Field(description="Whether it took the credentials.")
+    message: str = Field(description="Why not, when it was not reached or did not accept.")
+    providers: list[ProviderCheck]
+    control_plane_status: int | None = Field(
+        default=None, description="Its HTTP status, when it answered with a refusal."
+    )
+
+
+class BrowserCheck(DescribedAnswer):
+    url: str = Field(description="http://127.0.0.1:PORT/self-test/{token}, for a browser to open.")
+    token: str
+
+
+class BrowserCheckSeen(DescribedAnswer):
+    seen: bool = Field(description="Whether a browser opened the address.")

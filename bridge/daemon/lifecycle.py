@@ -25,7 +25,7 @@ from aiohttp.web_protocol import RequestHandler
 from bridge import __version__
 from bridge.daemon.browser import SECURITY_HEADERS, create_browser_app
 from bridge.daemon.config import Config
-from bridge.daemon.control_api import create_control_app
+from bridge.daemon.control_api import ControlRunner, create_control_app
 from bridge.daemon.listeners import Listeners, bind_control, bind_http
 from bridge.daemon.logs import AccessLogger, BadRequestLines, client_fault
 from bridge.daemon.pages import render
@@ -201,7 +201,8 @@ class Daemon:
                     keepalive_timeout=settings.connection_idle_seconds,
                     lingering_time=LINGER_SECONDS,
                 ),
-                web.AppRunner(
+                # Its parser's refusals too are the control API's JSON, not aiohttp's text.
+                ControlRunner(
                     create_control_app(bridge),
                     access_log_class=AccessLogger,
                     handle_signals=False,

@@ -53,8 +53,14 @@ class BrowserChecks:
         return True
 
     async def wait_seen(self, token: str, seconds: float) -> bool:
+        """Say whether ``token`` was opened, waiting up to ``seconds`` for it if not yet."""
         event = self._seen.get(token)
         if event is None:
+            return False
+        if event.is_set():
+            # Before any wait: asyncio.wait_for(..., 0) times out even on a set event.
+            return True
+        if seconds <= 0:
             return False
         try:
             await asyncio.wait_for(event.wait(), seconds)
