@@ -8,6 +8,7 @@ The tools' commands never import aiohttp or pydantic (a test holds that line).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,8 +22,19 @@ exit codes:
   2   bad usage or bad configuration
   3   no daemon available (not running, could not start, port taken)
   10  the login failed        11  the provider denied access
-  12  expired or timed out    13  cancelled
+  12  expired or timed out    13  cancelled (Ctrl-C)
 """
+LOGIN_EXIT_CODES = """\
+exit codes:
+  0   connected (or already connected)
+  2   bad usage or bad configuration
+  3   no daemon available (not running, could not start, port taken)
+  10  the login failed, or LangSmith refused to start it
+  11  the provider denied access
+  12  expired or timed out    13  cancelled (Ctrl-C)
+"""
+# Commands whose Ctrl-C cancels a login: the contract's 13 whenever it comes.
+CANCELLING = ("login", "expect", "complete")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -327,9 +339,7 @@ COMMANDS: dict[str, Command] = {
         epilog="examples:\n"
         "  oauth-bridge login --provider github --scope repo\n"
         "  token=$(oauth-bridge login --provider google --scope openid --scope email --json "
-        "| jq -r .result.token)\n\n"
-        + EPILOG_EXIT_CODES
-        + "  (a control plane that refuses to start the login is 10, its message on stderr)\n",
+        "| jq -r .result.token)\n\n" + LOGIN_EXIT_CODES,
     ),
     "status": Command(
         help="show whether a daemon runs, and its recent logins",
@@ -468,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE
     try:
-        return dispatch(args)
+        code = dispatch(args)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
     except BridgeError as exc:
         if args.verbose:
             raise
@@ -476,9 +488,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # A message may carry the control plane's or a provider's words: escape them.
         print(f"oauth-bridge: {printable(exc.message, lines=True)}", file=sys.stderr)
+        if getattr(args, "json", False):
+            # --json promises one JSON document on stdout, a failure included.
+            print(json.dumps(failure_document(exc)), flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        return ExitCode.INTERRUPTED
+        return ExitCode.CANCELLED if args.command in CANCELLING else ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`status | head -1`): silence, as a program SIGPIPE ends.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+# What a shell reports for a program that SIGPIPE ended.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def failure_document(exc: BridgeError) -> dict[str, object]:
+    """Describe a failure for --json: the contract's {error, message, ...}."""
+    from bridge.errors import ControlPlaneRefused, DaemonUnavailable, UsageError
+
+    document: dict[str, object] = {"message": exc.message}
+    if isinstance(exc, ControlPlaneRefused):
+        document["error"] = exc.error
+        if exc.control_plane_status is not None:
+            document["control_plane_status"] = exc.control_plane_status
+    elif isinstance(exc, DaemonUnavailable):
+        document["error"] = "daemon_unavailable"
+    elif isinstance(exc, UsageError):
+        document["error"] = "usage"
+    else:
+        document["error"] = "failed"
+    return {"error": document.pop("error"), **document}
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -64,6 +64,11 @@ class DaemonUnavailable(BridgeError):
 
     exit_code = ExitCode.UNAVAILABLE
 
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        # True when a daemon was reached but its answer did not come in time.
+        self.timed_out = timed_out
+
 
 class UnsafeRuntimeDir(UsageError):
     """The runtime dir is owned by someone else or open to others."""

@@ -103,6 +103,9 @@ class ControlPlaneDouble:
         self.tokens_of: dict[str, dict[tuple[str, str | None], str]] = {"user-a": {}}
         self.revoked: list[tuple[str, str]] = []  # (LangSmith user, provider) revoked
         self.provider_visits = 0  # browsers that reached the provider's page (serve_provider)
+        # Set, authenticate waits for it before answering; `authenticating` says one came.
+        self.authenticate_gate: asyncio.Event | None = None
+        self.authenticating = asyncio.Event()
         self.agent_auth_enabled = True
         self.authenticate_answers: list[tuple[int, Any]] = []  # scripted answers, popped
         self.waits_in_flight = 0
@@ -194,6 +197,9 @@ class ControlPlaneDouble:
         except ValueError:
             body = None
         self._record(request, body)
+        self.authenticating.set()
+        if self.authenticate_gate is not None:
+            await self.authenticate_gate.wait()  # a control plane that takes its time
         refused = self._refusal(request)
         if refused is not None:
             return refused

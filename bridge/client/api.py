@@ -9,6 +9,7 @@ cancelled await leaves nothing blocked behind it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -26,6 +27,7 @@ from bridge.client.flow import (
     Fallback,
     Open,
     Pause,
+    Revive,
     Step,
     Waited,
     secret_header,
@@ -43,6 +45,8 @@ LoginStatus = Literal[
     "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
 ]
 CallbackMode = Literal["loopback", "hosted"]
+# The longest a start may take by default: the daemon bounds LangSmith's answer well within.
+START_SECONDS = 90.0
 # What only the login's creator reads; never in a repr.
 CREATOR_ONLY = ("token", "control_plane_body")
 LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost"}
@@ -148,27 +152,9 @@ class Connection:
 
 def default_callback(paths: Paths, environ: Mapping[str, str] | None = None) -> Any:
     """Return the callback the environment (OAUTH_BRIDGE_CALLBACK) or the config file names."""
-    from bridge.client.reach import configured_callback, parse_callback
+    from bridge.client.settings import tool_settings
 
-    env = os.environ if environ is None else environ
-    chosen = configured_callback(env)
-    if chosen is not None:
-        return chosen
-    config_file = paths.config_file
-    if env.get("OAUTH_BRIDGE_CONFIG"):
-        from pathlib import Path
-
-        config_file = Path(env["OAUTH_BRIDGE_CONFIG"])
-    try:
-        import tomllib
-
-        with open(config_file, "rb") as handle:
-            value = tomllib.load(handle).get("callback")
-    except (OSError, ValueError):
-        return None  # no file, or one the daemon will name the problem of
-    return (
-        None if value is None else parse_callback(str(value), source=f"'callback' in {config_file}")
-    )
+    return tool_settings(paths, environ).callback
 
 
 def caller_credentials(
@@ -244,6 +230,7 @@ class _Core:
         force_new: bool,
         ttl_seconds: int,
         callback: CallbackMode = "loopback",
+        timeout: float | None = None,
     ) -> Call:
         if isinstance(scopes, str) or not all(isinstance(s, str) for s in scopes):
             # "openid" would be sent as the scopes o, p, e, n, i, d.
@@ -262,7 +249,9 @@ class _Core:
         if self.client_name is not None:
             body["client_name"] = self.client_name
         # authenticate, then register: the control plane's time counts too.
-        return Call("POST", "/v1/logins", body, timeout=90)
+        return Call(
+            "POST", "/v1/logins", body, timeout=START_SECONDS if timeout is None else timeout
+        )
 
     def expect_request(
         self,
@@ -323,6 +312,7 @@ class _Core:
         force_new: bool,
         ttl_seconds: int,
         callback: str | None,
+        timeout: float | None = None,
     ) -> tuple[Call, Call | None]:
         """Return the registration, and the hosted one to fall back on if ``auto`` chose loopback."""
         mode, by_rule = self.choose_callback(callback)
@@ -332,7 +322,7 @@ class _Core:
             "force_new": force_new,
             "ttl_seconds": ttl_seconds,
         }
-        call = self.login_request(provider_id, scopes, **fields, callback=mode)
+        call = self.login_request(provider_id, scopes, **fields, callback=mode, timeout=timeout)
         hosted = None
         if by_rule and mode == "loopback":
             hosted = self.login_request(provider_id, scopes, **fields, callback="hosted")
@@ -366,6 +356,17 @@ class _Core:
         armed = replace(login.reach, deadline=time.monotonic() + wait)
         return replace(login, reach=armed, browser_opened=browser_opened)
 
+    @staticmethod
+    def start_failed(exc: DaemonUnavailable, call: Call) -> BridgeError:
+        """Say what a start that got no answer means: past its time, LangSmith did not answer."""
+        if not exc.timed_out:
+            return exc
+        return ControlPlaneRefused(
+            f"no answer within {call.timeout:g}s: LangSmith (or the daemon) did not answer, "
+            "and nothing was registered",
+            error="control_plane_unreachable",
+        )
+
     def cancel_request(self, login: str | _LoginFields) -> Call:
         login_id = login if isinstance(login, str) else login.id
         secret = None if isinstance(login, str) else login.secret
@@ -389,7 +390,7 @@ class _Core:
             # A hosted login took its place: everything is the new one's.
             return replace(
                 login,
-                **{name: body[name] for name in _FIELDS if name in body},
+                **{name: body[name] for name in _FIELDS if name in body and name not in _KEPT},
                 secret=waited.secret,
                 open_url=waited.open_url,
                 auth_url=waited.auth_url,
@@ -509,6 +510,7 @@ class Bridge:
                 api_key=api_key, workspace_id=workspace_id, bearer_token=bearer_token
             ),
         )
+        self._start = start
         info = ensure_daemon(self._core.paths, start=start)
         self._core.daemon_url = str(info["url"])
         self._client = ControlClient(self._core.paths.control_socket)
@@ -550,13 +552,15 @@ class Bridge:
         open_browser: bool = False,
         callback: Literal["auto", "loopback", "hosted"] | None = None,
         reach_timeout: float = REACH_TIMEOUT_SECONDS,
+        timeout: float | None = None,
     ) -> Login:
         """Have the daemon start an Agent Auth login; open its address if asked.
 
         ``callback``: where the browser comes back (default: OAUTH_BRIDGE_CALLBACK or the
         config file's ``callback``, else ``"auto"``, decided by where this process runs).
         With ``auto`` choosing loopback, a browser that has not reached the daemon within
-        ``reach_timeout`` seconds makes ``wait()`` switch to a hosted login.
+        ``reach_timeout`` seconds makes ``wait()`` switch to a hosted login. ``timeout``
+        bounds the start (LangSmith's answer included): past it, ControlPlaneRefused.
         """
         call, hosted = self._core.start(
             provider_id,
@@ -566,8 +570,12 @@ class Bridge:
             force_new=force_new,
             ttl_seconds=ttl_seconds,
             callback=callback,
+            timeout=timeout,
         )
-        login = self._login(self._checked(call))
+        try:
+            login = self._login(self._checked(call))
+        except DaemonUnavailable as exc:
+            raise self._core.start_failed(exc, call) from None
         return self._core.started(
             login, hosted=hosted, open_browser=open_browser, reach_timeout=reach_timeout
         )
@@ -633,23 +641,39 @@ class Bridge:
         tick: float | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         on_replaced: Callable[[Waited], None] | None = None,
+        cancel_on_interrupt: bool = True,
     ) -> Login:
         """Block until ``login`` ends (or ``timeout`` runs out); return it as it then is.
+
+        A KeyboardInterrupt cancels the login (unless ``cancel_on_interrupt`` is False).
 
         A loopback login that ``auto`` chose and no browser came to within the reach
         timeout is replaced by a hosted one (``on_replaced`` hears of it): the login
         returned is then that one.
         """
+        latest = [login]
+
+        def replaced(waited: Waited) -> None:
+            latest.append(self._core.newer(login, waited))
+            if on_replaced is not None:
+                on_replaced(waited)
+
         flow = wait_flow(
             login.to_json(),
             secret=login.secret,
             timeout=timeout,
             tick=tick,
             on_progress=on_progress,
-            on_replaced=on_replaced,
+            on_replaced=replaced,
             fallback=login.reach,
         )
-        return self._core.newer(login, self._drive(flow))
+        try:
+            return self._core.newer(login, self._drive(flow))
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                # Given up on: it must not stay claimable behind us for its whole TTL.
+                self.cancel_if_pending(latest[-1])
+            raise
 
     def cancel(self, login: str | Login) -> Login:
         """Cancel a pending login; a login that already ended is returned as it ended."""
@@ -706,6 +730,11 @@ class Bridge:
                     continue
                 if isinstance(step, Open):
                     step = flow.send(self._core.open_in_browser(step.url))
+                    continue
+                if isinstance(step, Revive):
+                    with contextlib.suppress(DaemonUnavailable):
+                        ensure_daemon(self._core.paths, start=self._start)
+                    step = flow.send(None)
                     continue
                 try:
                     answer = self._request(step)
@@ -791,6 +820,7 @@ class AsyncBridge:
         open_browser: bool = False,
         callback: Literal["auto", "loopback", "hosted"] | None = None,
         reach_timeout: float = REACH_TIMEOUT_SECONDS,
+        timeout: float | None = None,  # noqa: ASYNC109  # Bridge.login's, on purpose
     ) -> AsyncLogin:
         """Have the daemon start an Agent Auth login; open its address if asked (``Bridge``'s)."""
         await self._ready()
@@ -802,8 +832,12 @@ class AsyncBridge:
             force_new=force_new,
             ttl_seconds=ttl_seconds,
             callback=callback,
+            timeout=timeout,
         )
-        login = self._login(await self._checked(call))
+        try:
+            login = self._login(await self._checked(call))
+        except DaemonUnavailable as exc:
+            raise self._core.start_failed(exc, call) from None
         import asyncio
 
         # Off the loop: a browser command may take a moment to start.
@@ -880,12 +914,33 @@ class AsyncBridge:
         *,
         timeout: float | None = None,  # noqa: ASYNC109  # the contract's name; a wait that runs out returns
     ) -> AsyncLogin:
-        """Wait until ``login`` ends (or ``timeout`` runs out); return it as it then is."""
+        """Wait until ``login`` ends (or ``timeout`` runs out); return it as it then is.
+
+        A wait that is cancelled (its task, or ``asyncio.wait_for`` running out) cancels
+        the login; one whose own ``timeout`` runs out leaves it pending.
+        """
         await self._ready()
+        import asyncio
+
+        latest = [login]
+
+        def replaced(waited: Waited) -> None:
+            latest.append(self._core.newer(login, waited))
+
         flow = wait_flow(
-            login.to_json(), secret=login.secret, timeout=timeout, fallback=login.reach
+            login.to_json(),
+            secret=login.secret,
+            timeout=timeout,
+            fallback=login.reach,
+            on_replaced=replaced,
         )
-        return self._core.newer(login, await self._drive(flow))
+        try:
+            return self._core.newer(login, await self._drive(flow))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Cancelled (asyncio.wait_for, a task's cancel) or Ctrl-C: the login goes too.
+            with contextlib.suppress(BridgeError):
+                await self.cancel_if_pending(latest[-1])
+            raise
 
     async def cancel(self, login: str | AsyncLogin) -> AsyncLogin:
         """Cancel a pending login; a login that already ended is returned as it ended."""
@@ -947,6 +1002,11 @@ class AsyncBridge:
                 if isinstance(step, Open):
                     opened = await asyncio.to_thread(self._core.open_in_browser, step.url)
                     step = flow.send(opened)
+                    continue
+                if isinstance(step, Revive):
+                    with contextlib.suppress(DaemonUnavailable):
+                        await asyncio.to_thread(ensure_daemon, self._core.paths, start=self._start)
+                    step = flow.send(None)
                     continue
                 try:
                     answer = await self._request(step)

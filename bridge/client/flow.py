@@ -30,6 +30,8 @@ EXPIRY_MARGIN = 2.0
 # How long a wait rides out a daemon that went away (a restart), asking again meanwhile.
 RECONNECT_SECONDS = 30.0
 RECONNECT_PAUSE = 0.2
+# How long a daemon may be gone before the wait starts one again (a restart is faster).
+REVIVE_AFTER = 1.0
 # How long past its deadline a wait stays for a login that is still forwarding: the
 # daemon bounds a forward well within this, so only a broken daemon reaches it.
 FORWARDING_GRACE = 120.0
@@ -56,13 +58,18 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Revive:
+    """The daemon went away mid-wait: start one again (the store kept the login)."""
+
+
+@dataclass(frozen=True)
 class Open:
     """A browser the flow wants opened at ``url``; it is sent back whether one started."""
 
     url: str
 
 
-Step = Call | Pause | Open
+Step = Call | Pause | Open | Revive
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ def wait_flow(
         timeout if timeout is not None else max(0.0, expires - wall()) + EXPIRY_MARGIN
     )
     lost_since: float | None = None
+    revived = False
     asked_once = False
     while waited.login["status"] not in TERMINAL:
         if fallback is not None and waited.login.get("browser_seen"):
@@ -167,9 +175,15 @@ def wait_flow(
             )
         except DaemonUnavailable:
             # The daemon went away: a restart keeps every pending login, so ask again.
-            lost_since = lost_since or clock()
+            if lost_since is None:
+                lost_since = clock()
             if clock() - lost_since > RECONNECT_SECONDS:
                 raise
+            if not revived and clock() - lost_since >= REVIVE_AFTER:
+                # Not a restart (`oauth-bridge stop`, a crash, an idle exit): the login
+                # is still in the store, and a new daemon serves it.
+                revived = True
+                yield Revive()
             yield Pause(RECONNECT_PAUSE)
             continue
         lost_since = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 
-from bridge.client.api import Bridge, default_callback
+from bridge.client.api import Bridge, Login, default_callback
 from bridge.client.expect import check_wait_arguments
 from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.reach import decide
@@ -18,13 +19,12 @@ from bridge.client.waiting import (
     wait_and_report,
 )
 
+CONTACTING_AFTER = 1.0
 
-def run_login(args: argparse.Namespace) -> int:
-    check_wait_arguments(args)
-    bridge = Bridge(start=not args.no_start, client_name=args.client_name)
-    warn_of_other_settings(bridge)
-    warn_without_credentials(bridge)
-    login = bridge.login(
+
+def start(bridge: Bridge, args: argparse.Namespace) -> Login:
+    """Have the daemon start the login; the browser is opened once the address is printed."""
+    return bridge.login(
         args.provider,
         list(args.scope),
         user_id=args.user_id,
@@ -33,23 +33,33 @@ def run_login(args: argparse.Namespace) -> int:
         ttl_seconds=args.ttl,
         callback=args.callback,
         reach_timeout=args.reach_timeout,
-        # Opened below, once its address is printed: it must be on the terminal first.
-        open_browser=False,
+        open_browser=False,  # it must be on the terminal first
     )
+
+
+def run_login(args: argparse.Namespace) -> int:
+    check_wait_arguments(args)
+    bridge = Bridge(start=not args.no_start, client_name=args.client_name)
+    warn_of_other_settings(bridge)
+    warn_without_credentials(bridge)
+    # LangSmith's answer usually comes in well under a second: say what takes longer.
+    contacting = threading.Timer(CONTACTING_AFTER, say, ("Contacting LangSmith...",))
+    contacting.daemon = True
+    contacting.start()
+    try:
+        login = start(bridge, args)
+    finally:
+        contacting.cancel()
     if login.terminal:  # already connected: no browser needed
         return report(login, as_json=args.json)
     assert login.open_url is not None
     hosted = login.callback == "hosted"
     verdict = decide(os.environ)
-    if (
-        hosted
-        and args.callback in (None, "auto")
-        and default_callback(bridge.paths)
-        in (
-            None,
-            "auto",
-        )
-    ):
+    chosen_by_rule = args.callback in (None, "auto") and default_callback(bridge.paths) in (
+        None,
+        "auto",
+    )
+    if hosted and chosen_by_rule:
         say(f"Using LangSmith's own sign-in page: {verdict.why}.")
     try:
         with cancelling_signals():

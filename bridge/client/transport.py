@@ -91,6 +91,10 @@ def _unavailable(socket_path: Path, exc: BaseException) -> DaemonUnavailable:
         return DaemonUnavailable(
             f"no oauth-bridge daemon answers on {socket_path} ({exc.strerror})"
         )
+    if isinstance(exc, TimeoutError):
+        return DaemonUnavailable(
+            f"the oauth-bridge daemon on {socket_path} did not answer in time", timed_out=True
+        )
     return DaemonUnavailable(
         f"the oauth-bridge daemon on {socket_path} did not answer ({type(exc).__name__})"
     )

@@ -116,6 +116,7 @@ def wait_and_report(
                 tick=TICK_SECONDS if live else None,
                 on_progress=show if live else None,
                 on_replaced=replaced,
+                cancel_on_interrupt=False,  # cancelled below, and said so
             )
     except KeyboardInterrupt:
         if live:
@@ -197,13 +198,16 @@ def show_address(url: str, *, client_name: str | None, hosted: bool) -> None:
 
 def report(login: Login, *, as_json: bool) -> int:
     """Say how a login ended (on stderr; the login object on stdout with --json)."""
+    from bridge.client.settings import tool_settings
+
     result = login.result or {}
-    provider = printable(login.provider_id)
+    # As the browser's pages name it: its configured display name ("GitHub"), else its id.
+    provider = printable(tool_settings(login.bridge.paths).provider_name(login.provider_id))
     if login.status == "succeeded":
         if result.get("already_connected"):
             say(f"✓ {provider} was already connected.")
         else:
-            say(f"✓ Connected {provider}.")
+            say(f"✓ Connected to {provider}.")
     elif login.status == "denied":
         detail = result.get("error_description")
         say(f"✗ Access to {provider} was denied" + (f": {printable(detail)}" if detail else "."))

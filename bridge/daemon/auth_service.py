@@ -25,6 +25,10 @@ CREDENTIALS_HINT = (
 )
 
 
+# How long the calls a person waits on (authenticate, providers, tokens) retry a connect.
+INTERACTIVE_DEADLINE = 5.0
+
+
 class AuthStart(BaseModel):
     """The answer of ``POST /v2/auth/authenticate``."""
 
@@ -237,7 +241,11 @@ async def _send(
     credentials: Credentials | None = None,
 ) -> Reply:
     try:
-        return await control_plane.send(method, url, json=json, credentials=credentials)
+        # A person waits on each of these: a control plane that refuses connections is
+        # reported in seconds, not after the forward's whole deadline of retries.
+        return await control_plane.send(
+            method, url, json=json, credentials=credentials, deadline=INTERACTIVE_DEADLINE
+        )
     except Unreachable as exc:
         raise CallFailed(
             FailureCode.CONTROL_PLANE_UNREACHABLE,

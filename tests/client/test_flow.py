@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Generator
 from typing import Any
 
-from bridge.client.flow import Call, Fallback, Open, Pause, Step, Waited, wait_flow
+from bridge.client.flow import Call, Fallback, Open, Pause, Revive, Step, Waited, wait_flow
 from bridge.client.transport import Answer
 
 NOW = 1_000_000.0
@@ -51,6 +51,8 @@ def drive(
                 step = flow.send(None)
             elif isinstance(step, Open):
                 step = flow.send(True)
+            elif isinstance(step, Revive):
+                step = flow.send(None)
             else:
                 waited = re.search(r"wait=([\d.]+)", step.path)
                 reply = answer(step)
@@ -172,3 +174,45 @@ def test_without_a_fallback_the_wait_runs_to_its_timeout_and_asks_at_least_once(
 
     assert waited.login["status"] == "pending"
     assert len(steps) == 1
+
+
+def test_a_daemon_gone_mid_wait_is_started_again_once() -> None:
+    from bridge.errors import DaemonUnavailable
+
+    clock = Clock()
+    gone = 8  # answers before the new daemon is up
+
+    def daemon(call: Call) -> Answer:
+        nonlocal gone
+        if gone:
+            gone -= 1
+            raise DaemonUnavailable("no daemon")
+        return Answer(200, login(status="succeeded"))
+
+    flow = wait_flow(login(), timeout=None, clock=clock, wall=lambda: NOW)
+    steps: list[Step] = []
+    step = next(flow)
+    try:
+        while True:
+            steps.append(step)
+            if isinstance(step, Pause):
+                clock.now += step.seconds
+                step = flow.send(None)
+            elif isinstance(step, Revive):
+                step = flow.send(None)
+            else:
+                assert isinstance(step, Call)
+                try:
+                    reply = daemon(step)
+                except DaemonUnavailable as exc:
+                    step = flow.throw(exc)
+                    continue
+                step = flow.send(reply)
+    except StopIteration as done:
+        waited: Waited = done.value
+
+    assert waited.login["status"] == "succeeded"
+    assert sum(isinstance(s, Revive) for s in steps) == 1
+    first = next(i for i, s in enumerate(steps) if isinstance(s, Revive))
+    # After a second gone (5 pauses of 0.2 s, or 6 as the float sums fall), not before.
+    assert sum(isinstance(s, Pause) for s in steps[:first]) in (5, 6)

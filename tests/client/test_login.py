@@ -94,7 +94,7 @@ async def test_login_connects_in_one_command_and_prints_the_token_only_in_json(
     assert login["result"]["token"] == token
     assert token not in result.stderr
     assert result.stderr.index("Sign in at:") < result.stderr.index("Opened the browser")
-    assert "✓ Connected github." in result.stderr
+    assert "✓ Connected to github." in result.stderr
     final_url, page = landed.read_text().split("\n", 1)
     assert 'content="succeeded"' in page
     assert "code=" not in final_url

@@ -122,7 +122,7 @@ async def test_sigterm_while_the_code_is_being_forwarded_reports_the_real_outcom
         (await hit).release()
 
     assert returncode == 0, err
-    assert "Connected github" in err
+    assert "Connected to github" in err
     assert "Traceback" not in err
 
 
