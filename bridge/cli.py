@@ -218,6 +218,14 @@ def _providers_arguments(providers: argparse.ArgumentParser) -> None:
     allow.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _stop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="stop now, even with logins pending (they stay for the next daemon)",
+    )
+
+
 def _connections_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the connections as JSON")
 
@@ -347,10 +355,12 @@ COMMANDS: dict[str, Command] = {
         epilog="example:\n  oauth-bridge status --json\n\nexit codes: 0 running, 3 not running",
     ),
     "stop": Command(
-        help="stop the running daemon (forwards under way finish first)",
-        add_arguments=lambda parser: None,
+        help="stop the running daemon (pending logins end first, unless --force)",
+        add_arguments=_stop_arguments,
         description="Stop the running daemon as SIGTERM does: it stops accepting, lets "
-        "forwards under way finish, and exits. Pending logins stay in the store for the "
+        "forwards under way finish, and exits. With logins pending it first waits for them "
+        "to end: a stopped daemon leaves its port to whoever takes it, another user "
+        "included. With --force it stops at once; pending logins stay in the store for the "
         "next daemon.",
         epilog="example:\n  oauth-bridge stop\n\nexit codes: 0 stopped, 3 none was running",
     ),

@@ -45,6 +45,8 @@ LoginStatus = Literal[
     "pending", "forwarding", "succeeded", "failed", "denied", "expired", "cancelled"
 ]
 CallbackMode = Literal["loopback", "hosted"]
+# How often a wait looks at who holds its callback port (a /proc read).
+PORT_CHECK_SECONDS = 1.0
 # The longest a start may take by default: the daemon bounds LangSmith's answer well within.
 START_SECONDS = 90.0
 # What only the login's creator reads; never in a repr.
@@ -357,6 +359,33 @@ class _Core:
         return replace(login, reach=armed, browser_opened=browser_opened)
 
     @staticmethod
+    def port_guard(login: _LoginFields) -> Callable[[], None] | None:
+        """Return a check that the login's callback port is still ours (or no one's)."""
+        if login.callback != "loopback":
+            return None  # the browser goes back to LangSmith's page, not to a port here
+        try:
+            port = urlsplit(login.redirect_uri).port
+        except ValueError:
+            port = None
+        if port is None:
+            return None
+        checked = [-math.inf]
+
+        def check() -> None:
+            from bridge.netowner import listener_owner
+
+            now = time.monotonic()
+            if now - checked[0] < PORT_CHECK_SECONDS:
+                return
+            checked[0] = now
+            owner = listener_owner(port)
+            # Root aside (a relay such as docker-proxy), and our own daemon of course.
+            if owner is not None and owner not in (os.geteuid(), 0):
+                raise PortTaken(port=port, uid=owner, login_id=login.id)
+
+        return check
+
+    @staticmethod
     def start_failed(exc: DaemonUnavailable, call: Call) -> BridgeError:
         """Say what a start that got no answer means: past its time, LangSmith did not answer."""
         if not exc.timed_out:
@@ -421,6 +450,22 @@ class _Core:
         if answer.status in (400, 409, 422):
             raise UsageError(f"the daemon refused: {answer.message}")
         raise BridgeError(f"the daemon refused: {answer.message}")
+
+
+class PortTaken(DaemonUnavailable):
+    """The login's callback port is held by another local user: the code would reach them."""
+
+    def __init__(self, *, port: int, uid: int, login_id: str) -> None:
+        super().__init__(
+            f"Do not finish signing in: port {port}, where the provider sends your browser "
+            f"back, is held by another user of this computer (uid {uid}), not by "
+            f"oauth-bridge, and your code would reach them. The login {login_id} was "
+            "cancelled where a daemon could still be reached. On a shared machine, let "
+            "systemd hold the port (oauth-bridge install-service --socket)."
+        )
+        self.port = port
+        self.uid = uid
+        self.login_id = login_id
 
 
 class LoginNotFound(UsageError):
@@ -668,7 +713,14 @@ class Bridge:
             fallback=login.reach,
         )
         try:
-            return self._core.newer(login, self._drive(flow))
+            return self._core.newer(login, self._drive(flow, self._core.port_guard(login)))
+        except PortTaken:
+            # Cancelled where a daemon can be reached (or started: on another port, say),
+            # so that no later callback completes it.
+            with contextlib.suppress(BridgeError):
+                ensure_daemon(self._core.paths, start=self._start)
+                self.cancel_if_pending(latest[-1])
+            raise
         except KeyboardInterrupt:
             if cancel_on_interrupt:
                 # Given up on: it must not stay claimable behind us for its whole TTL.
@@ -720,7 +772,9 @@ class Bridge:
     def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(self._request(call))
 
-    def _drive(self, flow: Generator[Step, Any, Waited]) -> Waited:
+    def _drive(
+        self, flow: Generator[Step, Any, Waited], guard: Callable[[], None] | None = None
+    ) -> Waited:
         try:
             step = next(flow)
             while True:
@@ -736,6 +790,8 @@ class Bridge:
                         ensure_daemon(self._core.paths, start=self._start)
                     step = flow.send(None)
                     continue
+                if guard is not None:
+                    guard()
                 try:
                     answer = self._request(step)
                 except DaemonUnavailable as exc:
@@ -935,7 +991,12 @@ class AsyncBridge:
             on_replaced=replaced,
         )
         try:
-            return self._core.newer(login, await self._drive(flow))
+            return self._core.newer(login, await self._drive(flow, self._core.port_guard(login)))
+        except PortTaken:
+            with contextlib.suppress(BridgeError):
+                await asyncio.to_thread(ensure_daemon, self._core.paths, start=self._start)
+                await self.cancel_if_pending(latest[-1])
+            raise
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Cancelled (asyncio.wait_for, a task's cancel) or Ctrl-C: the login goes too.
             with contextlib.suppress(BridgeError):
@@ -989,7 +1050,9 @@ class AsyncBridge:
     async def _checked(self, call: Call) -> dict[str, Any]:
         return self._core.checked(await self._request(call))
 
-    async def _drive(self, flow: Generator[Step, Any, Waited]) -> Waited:
+    async def _drive(
+        self, flow: Generator[Step, Any, Waited], guard: Callable[[], None] | None = None
+    ) -> Waited:
         import asyncio
 
         try:
@@ -1008,6 +1071,8 @@ class AsyncBridge:
                         await asyncio.to_thread(ensure_daemon, self._core.paths, start=self._start)
                     step = flow.send(None)
                     continue
+                if guard is not None:
+                    guard()
                 try:
                     answer = await self._request(step)
                 except DaemonUnavailable as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from bridge.client.autostart import running_daemon
 from bridge.client.terminal import printable, say
 from bridge.errors import BridgeError, DaemonUnavailable, ExitCode, UsageError
-from bridge.paths import check_private_dir, default_paths
+from bridge.paths import Paths, check_private_dir, default_paths
 
 
 def status(args: argparse.Namespace) -> int:
@@ -71,6 +71,19 @@ def stop(args: argparse.Namespace) -> int:
         say(f"oauth-bridge is not running (nothing answers on {paths.control_socket}).")
         return ExitCode.UNAVAILABLE
     pid = int(status["pid"])
+    pending = int(status.get("pending") or 0)
+    if pending and not getattr(args, "force", False):
+        say(
+            f"{pending} login(s) pending: waiting for them to end before stopping, so that "
+            "their port is never free for another user to take meanwhile (Ctrl-C leaves "
+            "the daemon running; --force stops it now)."
+        )
+        wait_for_pending(paths)
+    elif pending:
+        say(
+            f"warning: stopping with {pending} login(s) pending: until a daemon runs again, "
+            "another user of this computer could take the port and receive their codes."
+        )
     os.kill(pid, signal.SIGTERM)
     # It lets forwards in flight finish first (its shutdown grace), then lets go of its lock.
     deadline = time.monotonic() + STOP_DEADLINE_SECONDS
@@ -82,6 +95,20 @@ def stop(args: argparse.Namespace) -> int:
         time.sleep(0.02)
     say(f"Stopped oauth-bridge (pid {pid}).")
     return ExitCode.OK
+
+
+def wait_for_pending(paths: Paths) -> None:
+    """Return once no login is pending (each long-polled to its end)."""
+    from bridge.client.transport import ControlClient
+
+    client = ControlClient(paths.control_socket)
+    while True:
+        listed = client.request("GET", "/v1/logins?status=pending", timeout=30)
+        logins = listed.body.get("logins", []) if isinstance(listed.body, dict) else []
+        if listed.status != 200 or not logins:
+            return
+        for login in logins:
+            client.request("GET", f"/v1/logins/{login['id']}?wait=300", timeout=330)
 
 
 def exited(pid: int) -> bool:

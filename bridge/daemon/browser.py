@@ -47,11 +47,8 @@ SECURITY_HEADERS = {
 async def require_own_host(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer 421 to a Host that is not ours: a DNS-rebinding page must not reach us."""
     if request.headers.get("Host", "").lower() not in services(request.app).allowed_hosts:
-        return web.Response(
-            status=421,
-            text="421 Misdirected Request: oauth-bridge answers only to its own loopback "
-            "address (127.0.0.1, [::1] or localhost, with its port).\n",
-        )
+        # One of our pages like every answer of this port, naming no host of the request's.
+        return page_response("invalid", status=421, reason="wrong-host")
     return await handler(request)
 
 
@@ -71,7 +68,9 @@ async def our_pages_only(request: web.Request, handler: Handler) -> web.StreamRe
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     # A signal, not a middleware: it also covers aiohttp's own 404 and 405 answers.
     response.headers.update(SECURITY_HEADERS)
-    services(request.app).touch()
+    # No touch() here: only what a login of ours does counts as activity (the handlers
+    # say so), so that a stray request (a scanner, a favicon, another user's refused one)
+    # never keeps the daemon from idling out.
 
 
 def page_response(
@@ -150,6 +149,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
         wait_seconds=FIRST_LOOK_SECONDS,
         from_browser=True,
     )
+    if outcome.login is not None:
+        bridge.touch()  # a callback of a login of ours: activity
     if bridge.logins.stopping or outcome.reason in NOT_NOW:
         # Shutting down (a redirect would land on a closed port) or short of resources:
         # the page is shown right here, so that reloading this address completes it.
@@ -177,6 +178,7 @@ async def go(request: web.Request) -> web.StreamResponse:
     if jump is None or login is None or login.status is not Status.PENDING:
         return page_response("unknown", status=404, reason="spent")
     bridge.logins.browser_seen(login.id)
+    bridge.touch()
     # 302, not 303 or a page: the provider's address is the whole point of this one.
     return web.Response(status=302, headers={"Location": jump.auth_url})
 
@@ -213,6 +215,7 @@ async def result(request: web.Request) -> web.Response:
     if login is None:
         # A result address is only ever given for a real login: its retention ran out.
         return page_response("unknown", status=404, reason="forgotten")
+    bridge.touch()
     if not login.status.terminal:
         # Not known yet (a slow control plane): the page says so and reloads itself.
         login = await bridge.logins.wait_terminal(login.id, FIRST_LOOK_SECONDS) or login

@@ -54,6 +54,8 @@ REASONS = {
     "spent": "This sign-in address works once, and it was used already (or its login "
     "ended). Start the login again from your application.",
     "other-user": "This connection comes from another user of this computer.",
+    "wrong-host": "oauth-bridge answers only to its own loopback address (127.0.0.1, [::1] "
+    "or localhost, with its port), so that no other web site can reach it.",
     "forgotten": "The outcome of this sign-in is no longer kept here (oauth-bridge keeps it "
     "for a quarter of an hour); your application has it.",
     "stopping": "oauth-bridge is restarting and sent nothing yet. Reload this page in a few "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import sqlite3
@@ -125,10 +126,23 @@ KEEPALIVE_SECONDS = 4.0
 def proxy_for(url: str) -> str | None:
     """Return the proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), if any."""
     parts = urlsplit(url)
+    if _loopback(parts.hostname or ""):
+        # A control plane on this machine is reached directly: through a proxy, a plain
+        # http:// one would carry the API key across the network in cleartext.
+        return None
     proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return proxy
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def services(app: web.Application) -> Services:

@@ -572,22 +572,44 @@ async def test_the_daemon_log_is_rotated_past_a_mebibyte(
     assert paths.daemon_log.stat().st_size < 100_000
 
 
-async def test_stop_stops_an_auto_started_daemon_and_the_login_survives(
+async def test_stop_force_stops_an_auto_started_daemon_and_the_login_survives(
     cli_env: dict[str, str], paths: Paths
 ) -> None:
     await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s-stop")
     pid = serve_pids(paths)[0]
 
-    stopped = await asyncio.to_thread(cli, cli_env, "stop")
+    stopped = await asyncio.to_thread(cli, cli_env, "stop", "--force")
     again = await asyncio.to_thread(cli, cli_env, "stop")
 
     assert stopped.returncode == 0, stopped.stderr
+    assert "another user of this computer could take the port" in stopped.stderr
     assert f"Stopped oauth-bridge (pid {pid})" in stopped.stderr
     assert exited(pid)
     assert not paths.daemon_json.exists()
     assert again.returncode == 3
     # The next command starts a new daemon, which still knows the pending login.
     assert logins_after_restart(cli_env, paths) == ["pending"]
+
+
+async def test_stop_with_a_pending_login_waits_for_it_to_end(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    await asyncio.to_thread(cli, cli_env, "expect", "--provider", "github", "--state", "s-wait")
+    pid = serve_pids(paths)[0]
+    (pending,) = logins(paths)
+    stopping = spawn(cli_env, "stop")
+    assert stopping.stderr is not None
+    said = await asyncio.to_thread(stopping.stderr.readline)
+    still_running = not exited(pid)
+
+    cancelled = await asyncio.to_thread(cli, cli_env, "cancel", pending["id"])
+    returncode, _, err = await finish(stopping)
+
+    assert "1 login(s) pending: waiting for them to end" in said
+    assert still_running
+    assert cancelled.returncode == 0
+    assert returncode == 0, err
+    assert exited(pid)
 
 
 def logins_after_restart(cli_env: dict[str, str], paths: Paths) -> list[str]:
