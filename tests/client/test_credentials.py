@@ -37,7 +37,8 @@ while not os.path.exists(held + ".go") and time.monotonic() < deadline:
 async def daemon(daemon_process: Any, control_plane: ControlPlaneDouble) -> DaemonProcess:
     """A daemon started with the double's first key (user-a); the double knows user-b's too."""
     control_plane.add_user(KEY_B, "user-b")
-    proc: DaemonProcess = daemon_process()
+    # At debug level: every request is logged, and still no token may be.
+    proc: DaemonProcess = daemon_process(OAUTH_BRIDGE_LOG_LEVEL="debug")
     info = await asyncio.to_thread(wait_ready, proc)
     control_plane.allow("github", f"{info['url']}/callback/github")
     return proc
@@ -114,10 +115,13 @@ async def test_no_token_in_status_repr_or_any_command_line_and_no_state_either(
         return repr(login), repr(login.wait(timeout=0))
 
     reprs = await asyncio.to_thread(shown)
+    command_lines_after = await asyncio.to_thread(every_command_line)
 
     assert waiting.returncode == 0, err
     assert json.loads(out)["result"]["token"] == token  # the creator has it
     assert auth.state.encode() not in command_lines
+    assert token.encode() not in command_lines + command_lines_after
+    assert "GET /v1/" in daemon.log_text()  # the log is at debug level indeed
     handed = await asyncio.to_thread(opened.read_text)
     assert handed.startswith("http://127.0.0.1:")
     assert "/go/" in handed
