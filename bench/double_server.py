@@ -14,6 +14,7 @@ from tests.control_plane_double import ControlPlaneDouble
 
 async def serve() -> None:
     double = ControlPlaneDouble()
+    double.allow_any_redirect = True  # whatever port a benchmark's daemon took
     await double.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

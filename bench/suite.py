@@ -12,6 +12,7 @@ from bench import (
     memory,
     registrations,
     rejection,
+    time_to_browser,
 )
 from bench.figure import Figure
 
@@ -22,6 +23,7 @@ FIGURES: tuple[Figure, ...] = (
     forward_overhead.FIGURE,
     end_to_end.FIGURE,
     agent_auth.FIGURE,
+    time_to_browser.FIGURE,
     registrations.FIGURE,
     memory.FIGURE,
     idle_cost.FIGURE,

@@ -8,7 +8,6 @@ it starts each command detached and watches it only briefly: ``webbrowser.open``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import subprocess
@@ -97,6 +96,8 @@ def open_url(url: str) -> bool:
 
 async def open_url_async(url: str) -> bool:
     """Open ``url`` as ``open_url`` does, without blocking the event loop while it waits."""
+    import asyncio  # here: a blocking tool (the CLI) should not pay 30 ms for asyncio
+
     deadline = time.monotonic() + CHECK_SECONDS
     for launch in launches(url, os.environ, decide(os.environ)):
         process = _start(launch)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import tempfile
 from html import escape
 from pathlib import Path
 
@@ -27,6 +26,8 @@ PAGE = """<!DOCTYPE html>
 
 def write_redirect_file(url: str, directory: Path) -> Path:
     """Write a 0600 page that sends the browser on to ``url``; return its path."""
+    import tempfile  # here: only a login that hands a browser a file pays for it
+
     # mkstemp creates the file 0600 and never follows a planted link.
     handle, name = tempfile.mkstemp(prefix="open-", suffix=".html", dir=directory)
     with os.fdopen(handle, "w", encoding="utf-8") as page:
