@@ -152,8 +152,8 @@ def peer_owner(
         ours = endpoint(local), endpoint(remote)
     except ValueError:
         return None  # not an IP address: not a TCP connection we can look up
-    if not ours[1][0].is_loopback:
-        return None  # the far end's socket is on another host (or in another namespace)
+    # Every peer is looked up, whatever its address: a local user can connect to
+    # 127.0.0.1 from this machine's LAN address as well, and must not pass unasked.
     sockets = list(sockets)
     own: TcpSocket | None = None
     for sock in sockets:
@@ -166,7 +166,8 @@ def peer_owner(
         # Our end is here but not theirs. Still established: the far end has no socket
         # in this table (WSL's mirrored networking brings Windows' loopback in so), we
         # cannot tell. Past that (CLOSE_WAIT), it hung up and its entry is gone already.
-        return None if own.state == ESTABLISHED else GONE
+        cannot_tell = own.state == ESTABLISHED and ours[1][0].is_loopback
+        return None if cannot_tell else GONE
     # Neither end: either this table does not show this namespace's sockets (WSL 1's is
     # empty), or the connection was reset and both are gone. Our listener tells which.
     return GONE if best_listener(sockets, ours[0]) is not None else None
@@ -249,16 +250,15 @@ def diag_owner(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
         ours = endpoint(local), endpoint(remote)
     except ValueError:
         return None
-    if not ours[1][0].is_loopback:
-        return None
+    # Every peer is looked up, whatever its address (see peer_owner).
     theirs = _diag(ours[1], ours[0])
     if theirs is not None:
         _, uid, inode = theirs
         return uid if inode != 0 else GONE
     own = _diag(ours[0], ours[1])
-    if own is not None and own[0] == ESTABLISHED:
+    if own is not None and own[0] == ESTABLISHED and ours[1][0].is_loopback:
         return None  # our end is here and theirs is not: a relay's far end (WSL): cannot tell
-    return GONE  # hung up, or reset: both ends gone
+    return GONE  # hung up, reset, or a peer off loopback that no socket here is
 
 
 def listener_owner(port: int, *, host: str = "127.0.0.1", proc: Path = Path("/proc")) -> int | None:

@@ -166,11 +166,17 @@ def test_neither_end_nor_a_listener_cannot_be_told() -> None:
     assert peer_owner([], ("127.0.0.1", 37747), ("127.0.0.1", 50000)) is None
 
 
-@pytest.mark.parametrize(
-    "remote", [("192.0.2.7", 50000), ("2001:db8::7", 50000), ("not-an-address", 1)]
-)
-def test_a_peer_not_on_loopback_cannot_be_told(remote: tuple[str, int]) -> None:
-    assert peer_owner(recorded(), ("127.0.0.1", 37747), remote) is None
+@pytest.mark.parametrize("remote", [("192.0.2.7", 50000), ("2001:db8::7", 50000)])
+def test_a_peer_off_loopback_is_looked_up_too_and_gone_when_not_found(
+    remote: tuple[str, int],
+) -> None:
+    # A local user may connect to 127.0.0.1 from this machine's LAN address: it is
+    # asked about like any peer, and one that no socket here is must not pass.
+    assert peer_owner(recorded(), ("127.0.0.1", 37747), remote) == GONE
+
+
+def test_a_peer_that_is_not_an_address_cannot_be_told() -> None:
+    assert peer_owner(recorded(), ("127.0.0.1", 37747), ("not-an-address", 1)) is None
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,21 @@ class AgentAuth:
         check_authorization_url(started.url, control_plane_url=str(self.control_plane.base_url))
         state, names = _state_of(started.url)
         sends_here = names == our_callback
+        if (
+            not sends_here
+            and names is not None
+            and _on_loopback(names)
+            and not _same_origin(names, str(self.control_plane.base_url))
+        ):
+            # A loopback address that is not ours (a stale default, another port): the
+            # code would go to whoever holds that port, perhaps another local user.
+            raise CallFailed(
+                FailureCode.CONTROL_PLANE_ERROR,
+                "The control plane's authorization URL sends the browser back to a "
+                "loopback address that is not this oauth-bridge's callback; nothing was "
+                "registered. Check the provider's redirect URIs on LangSmith "
+                "(oauth-bridge providers allow-loopback).",
+            )
         if callback is Callback.LOOPBACK and not sends_here:
             log.info(
                 "the control plane sends the %s browser to its own page, not here; the login "
@@ -185,14 +200,24 @@ class AgentAuth:
     def resume(self) -> None:
         """Follow again the logins a previous run of the daemon left pending or forwarding."""
         for login in self.logins.store.waiting_on_agent_auth():
-            if login.credentials is Whose.CALLER:
+            if not self._has_credentials(login):
                 # Its caller's credentials went with the previous run: it can be neither
                 # followed nor forwarded as that user, and never as ours.
                 self.logins.finish(login.id, credentials_lost(), current=Status.PENDING)
                 continue
             self.watch(login)
         for login in self.logins.store.interrupted_on_agent_auth():
+            if not self._has_credentials(login):
+                self.logins.finish(login.id, interrupted(), current=Status.FORWARDING)
+                continue
             self.logins.track_forward(self._confirm_interrupted(login))
+
+    def _has_credentials(self, login: Login) -> bool:
+        try:
+            self.logins.credentials_of(login)
+        except CredentialsLost:
+            return False
+        return True
 
     async def _confirm_interrupted(self, login: Login) -> None:
         """Ask the wait endpoint once how a forward that a stop cut off ended.
@@ -377,6 +402,30 @@ def _state_of(auth_url: str) -> tuple[str | None, str | None]:
     redirects = query.get("redirect_uri", [])
     state = states[0] if len(states) == 1 and states[0] else None
     return state, redirects[0] if len(redirects) == 1 else None
+
+
+def _same_origin(url: str, other: str) -> bool:
+    """Say whether two URLs share scheme, host and port (a local control plane's own page)."""
+    try:
+        a, b = urlsplit(url), urlsplit(other)
+        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    except ValueError:
+        return False
+
+
+def _on_loopback(url: str) -> bool:
+    import ipaddress
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_authorization_url(url: str, *, control_plane_url: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from bridge.daemon.config import Credentials
@@ -23,8 +24,16 @@ class CredentialsLost(Exception):
 class Logins:
     """Every state change of a login goes through here, so waiters and timers stay true."""
 
-    def __init__(self, store: LoginStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: LoginStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        daemon_fingerprint: str | None = None,
+    ) -> None:
         self.store = store
+        # The daemon's own credentials, as a fingerprint: what its logins were made with.
+        self.daemon_fingerprint = daemon_fingerprint
         self.clock = clock
         self._changed: dict[str, asyncio.Event] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -67,6 +76,8 @@ class Logins:
         """Register a login; ``credentials`` are the caller's, for a login made as its user."""
         if self._timer_at is not None and self._timer_at <= self.clock():
             self.expire_due()  # the timer is due but has not run yet: free expired places
+        if new.credentials is Whose.DAEMON:
+            new = replace(new, daemon_fingerprint=self.daemon_fingerprint)
         login = self.store.register(new, now=self.clock())
         if credentials is not None and new.credentials is Whose.CALLER:
             self._credentials[login.id] = credentials
@@ -89,6 +100,10 @@ class Logins:
         daemon's user instead.
         """
         if login.credentials is Whose.DAEMON:
+            if login.daemon_fingerprint not in (None, self.daemon_fingerprint):
+                # Made as the daemon's user of then, which a restart with other
+                # credentials no longer is: never sent as the new one's.
+                raise CredentialsLost(login.id)
             return None
         credentials = self._credentials.get(login.id)
         if credentials is None:

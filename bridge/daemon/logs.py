@@ -61,7 +61,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         # The raw path, as sent: decoding it would let %0d%0a forge a log line and %00
         # write a NUL. Never the query.
-        path = request.raw_path.split("?", 1)[0]
+        path = one_time_hidden(request.raw_path.split("?", 1)[0])
         self.logger.debug(
             "%s %s %d %.1fms",
             printable(request.method),
@@ -120,6 +120,18 @@ class BadRequestLines:
             fault.code if fault is not None else 400,
             f"; {self.dropped} more since the last such line" if self.dropped else "",
         )
+
+
+# Paths whose last segment is a one-time token: a trampoline, doctor's self-test.
+ONE_TIME_PATHS = ("/go/", "/self-test/", "/v1/checks/browser/")
+
+
+def one_time_hidden(path: str) -> str:
+    """Return ``path`` with a one-time token in it replaced by '...'."""
+    for prefix in ONE_TIME_PATHS:
+        if path.startswith(prefix):
+            return prefix + "..."
+    return path
 
 
 class QuietBadRequests(logging.Filter):

@@ -52,7 +52,8 @@ class Credentials(enum.StrEnum):
 
 
 # What only the tool that started a login may read: its answers may hold tokens.
-CREATOR_ONLY = ("token", "control_plane_body")
+# The control plane's 'detail' can echo what it was sent (FastAPI's 'input': the code).
+CREATOR_ONLY = ("token", "control_plane_body", "detail")
 
 
 @dataclass
@@ -87,6 +88,9 @@ class NewLogin:
     client_name: str | None = None
     callback: Callback = Callback.LOOPBACK
     credentials: Credentials = Credentials.DAEMON
+    # Which daemon credentials a daemon login is made with (a fingerprint, never a value):
+    # after a restart with other ones, it is not sent as their user.
+    daemon_fingerprint: str | None = None
 
 
 @dataclass
@@ -108,6 +112,7 @@ class Login:
     browser_seen: bool = False
     credentials: Credentials = Credentials.DAEMON
     secret_hash: bytes = field(default=b"", repr=False)
+    daemon_fingerprint: str | None = None
 
     def to_json(self, *, for_creator: bool = False) -> dict[str, JSON]:
         """Render the contract's login object: never the state, never the code.

@@ -11,18 +11,19 @@ does, so there such a tunnel is refused too.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bridge.netowner import GONE, connection_owner
+from bridge.netowner import GONE
+from bridge.platform import effective_uid, tcp_peer_owner
 
 log = logging.getLogger(__name__)
 
-GUARDED = ("/go/", "/callback/")
+# What spends, consumes or shows a login of this user's (a result page, doctor's check).
+GUARDED = ("/go/", "/callback/", "/result/", "/self-test/")
 ROOT = 0
 REFUSAL_LOG_INTERVAL_SECONDS = 1.0
 
@@ -39,11 +40,11 @@ def own_user_only(
     *,
     refuse: Callable[[web.Request], web.StreamResponse],
     uid: int | None = None,
-    lookup: Lookup = connection_owner,
+    lookup: Lookup = tcp_peer_owner,
 ) -> Middleware:
     """Build a middleware that answers ``refuse(request)`` to another user's guarded request."""
     # The effective uid: the uid column of /proc/net/tcp is the one a socket was made with.
-    allowed = frozenset({os.geteuid() if uid is None else uid, ROOT})
+    allowed = frozenset({effective_uid() if uid is None else uid, ROOT})
     last_logged: float | None = None
     unlogged = 0
 

@@ -126,9 +126,9 @@ KEEPALIVE_SECONDS = 4.0
 def proxy_for(url: str) -> str | None:
     """Return the proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), if any."""
     parts = urlsplit(url)
-    if _loopback(parts.hostname or ""):
-        # A control plane on this machine is reached directly: through a proxy, a plain
-        # http:// one would carry the API key across the network in cleartext.
+    if parts.scheme == "http" and _loopback(parts.hostname or ""):
+        # Plain http is allowed only to a control plane on this machine: reached through
+        # a proxy, it would carry the API key across the network in cleartext.
         return None
     proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
@@ -143,6 +143,15 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def credentials_fingerprint(config: Config) -> str:
+    """Fingerprint the daemon's credentials together: which LangSmith user it calls as."""
+    from bridge.fingerprint import fingerprint
+
+    credentials = config.credentials
+    parts = (credentials.api_key, credentials.bearer_token, credentials.workspace_id)
+    return fingerprint("\0".join(part or "" for part in parts))
 
 
 def services(app: web.Application) -> Services:
@@ -166,7 +175,7 @@ async def open_services(config: Config, paths: Paths) -> AsyncIterator[Services]
     except sqlite3.Error as exc:
         raise UsageError(f"cannot open the login store {paths.store_file}: {exc}") from None
     try:
-        logins = Logins(store)
+        logins = Logins(store, daemon_fingerprint=credentials_fingerprint(config))
         recovered = store.recover_interrupted(logins.clock())
         if recovered:
             log.warning(

@@ -211,7 +211,7 @@ async def test_a_hosted_address_reaches_the_browser_through_a_private_file_only(
     assert mode == 0o600
     assert page.parent == daemon.paths.runtime_dir
     assert "state=" in text  # the authorization URL is inside, for this user only
-    assert not left  # and gone once the tool is
+    assert left  # kept a while for a browser that reads it late (then swept)
     assert waiting.returncode == 13
 
 
@@ -318,3 +318,22 @@ def consent_page(url: str) -> str:
 
     with urllib.request.urlopen(url) as page:  # noqa: S310  # a loopback URL of the double
         return str(page.read().decode())
+
+
+def test_a_redirect_file_goes_once_read_or_stale(tmp_path: Path) -> None:
+    import time
+
+    from bridge.client.redirect_file import remove_if_read, sweep, write_redirect_file
+
+    stale = write_redirect_file("https://provider.invalid/a?state=old", tmp_path)
+    long_ago = time.time() - 3600
+    os.utime(stale, (long_ago, long_ago))
+    fresh = write_redirect_file("https://provider.invalid/a?state=new", tmp_path)  # sweeps
+    remove_if_read(fresh, written=time.monotonic())  # exiting at once: left for the browser
+    kept = fresh.exists()
+    remove_if_read(fresh, written=time.monotonic() - 60)  # read long enough ago: removed
+    sweep(tmp_path)
+
+    assert not stale.exists()
+    assert kept
+    assert not fresh.exists()

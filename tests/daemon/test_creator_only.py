@@ -272,3 +272,21 @@ async def test_an_interrupted_login_the_control_plane_did_not_complete_fails_int
 
     assert (done["status"], done["result"]["error"]) == ("failed", "interrupted")
     assert len(control_plane.calls) == 1
+
+
+async def test_a_restart_with_other_daemon_credentials_never_sends_its_logins_as_them(
+    start_daemon: Any, control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.add_user(KEY_B, "user-b")
+    first: RunningDaemon = await start_daemon()
+    created = await first.register("github", "st-made-as-a")
+    first.stop.set()
+    await asyncio.wait_for(first.task, 30)
+
+    again: RunningDaemon = await start_daemon(LANGSMITH_API_KEY=KEY_B)  # another user now
+    again.secrets[created["id"]] = created["secret"]
+    await again.hit(urlencode({"code": "c-a", "state": "st-made-as-a"}))
+    done = await again.login(created["id"])
+
+    assert control_plane.calls == []
+    assert (done["status"], done["result"]["error"]) == ("failed", "credentials_lost")

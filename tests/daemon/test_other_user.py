@@ -236,3 +236,57 @@ async def test_another_user_can_neither_spend_the_trampoline_nor_consume_the_sta
     assert ours == 200
     assert done["status"] == "succeeded"
     assert [c.body["code"] for c in control_plane.calls] == ["ours"]
+
+
+GET_FROM_SOURCE_AS_USER = (
+    "import http.client\n"
+    "connection = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=10,"
+    " source_address=(sys.argv[3], 0))\n"
+    "connection.request('GET', sys.argv[2])\n"
+    "answer = connection.getresponse()\n"
+    "page = answer.read().decode()\n"
+    "print(os.getuid(), answer.status, 'forbidden' if 'content=\"forbidden\"' in page else '-')\n"
+)
+
+
+@pytest.fixture
+def non_loopback_address() -> Iterator[str]:
+    """An address of this machine that is not loopback, from which it can reach 127.0.0.1."""
+    found = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False)
+    ipv4 = [a for a in found.stdout.split() if "." in a]
+    if ipv4:
+        yield ipv4[0]
+        return
+    # None here (a bare namespace): one of the benchmarking range, on lo, for this test.
+    added = "198.18.0.77"
+    subprocess.run(["ip", "addr", "add", f"{added}/32", "dev", "lo"], check=True, timeout=10)
+    try:
+        yield added
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{added}/32", "dev", "lo"], check=False, timeout=10)
+
+
+async def test_another_user_from_a_non_loopback_source_is_refused_too(
+    other_user: User,
+    bridge: RunningDaemon,
+    control_plane: ControlPlaneDouble,
+    non_loopback_address: str,
+) -> None:
+    control_plane.allow("github", f"{bridge.url}/callback/github")
+    _, created = await start_login(bridge)
+    go = created["open_url"].removeprefix(bridge.url)
+    state = query_of(created["auth_url"])["state"]
+    callback = f"/callback/github?{urlencode({'code': 'theirs', 'state': state})}"
+
+    at_go = await run_as(
+        other_user, GET_FROM_SOURCE_AS_USER, str(bridge.port), go, non_loopback_address
+    )
+    at_callback = await run_as(
+        other_user, GET_FROM_SOURCE_AS_USER, str(bridge.port), callback, non_loopback_address
+    )
+    after = await bridge.login(created["id"])
+
+    assert at_go == [str(other_user.uid), "403", "forbidden"]
+    assert at_callback == [str(other_user.uid), "403", "forbidden"]
+    assert (after["status"], after["browser_seen"]) == ("pending", False)
+    assert control_plane.calls == []

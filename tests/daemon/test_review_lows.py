@@ -57,7 +57,7 @@ async def test_a_stray_request_does_not_keep_the_daemon_from_idling_out(
     assert services.last_activity > 0.0
 
 
-def test_a_control_plane_on_loopback_is_never_reached_through_a_proxy(
+def test_a_plain_http_control_plane_on_loopback_is_never_reached_through_a_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
@@ -69,3 +69,5 @@ def test_a_control_plane_on_loopback_is_never_reached_through_a_proxy(
     assert proxy_for("http://[::1]:9/") is None
     assert proxy_for("http://localhost:9/") is None
     assert proxy_for("https://api.host.langchain.com") == "http://proxy.invalid:3128"
+    # https stays encrypted through a proxy's CONNECT, on loopback too.
+    assert proxy_for("https://127.0.0.1:9/") == "http://proxy.invalid:3128"

@@ -192,7 +192,7 @@ async def test_the_lookup_is_asked_about_the_connections_two_ends() -> None:
     assert calls == [(("127.0.0.1", app.port), answer.client)]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/result/x", "/callbackx", "/go"])
+@pytest.mark.parametrize("path", ["/healthz", "/resultx", "/callbackx", "/go"])
 async def test_other_paths_are_not_looked_up(path: str) -> None:
     calls: list[tuple[tuple[str, int], tuple[str, int]]] = []
     async with guarded_app(uid=DAEMON_UID, lookup=saying(OTHER_UID, calls)) as app:

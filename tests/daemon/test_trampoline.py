@@ -121,3 +121,25 @@ async def test_an_authorization_url_that_is_not_https_is_refused(
         assert url not in body["message"]
     listed = await bridge.control.get("http://bridge/v1/logins")
     assert (await listed.json())["logins"] == []
+
+
+async def test_a_loopback_redirect_that_is_not_ours_is_refused(
+    bridge: RunningDaemon, control_plane: ControlPlaneDouble
+) -> None:
+    # A stale default, or another user's daemon on another port: the code would go there.
+    elsewhere = f"http://127.0.0.1:{bridge.port + 1}/callback/github"
+    control_plane.authenticate_answers.append(
+        (
+            200,
+            {
+                "status": "pending",
+                "url": f"https://provider.invalid/a?state=s&redirect_uri={elsewhere}",
+                "auth_id": "auth-x",
+            },
+        )
+    )
+
+    status, body = await start_login(bridge)
+
+    assert (status, body["error"]) == (502, "control_plane_error")
+    assert "not this oauth-bridge's callback" in body["message"]
