@@ -477,9 +477,10 @@ def command_in(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if not sys.platform.startswith("linux"):
-        # The control socket's peer check and the daemon's locks are Linux calls.
-        print(f"oauth-bridge runs on Linux only, not on {sys.platform}.", file=sys.stderr)
+    try:
+        import bridge.platform  # noqa: F401  # chooses the system's seams, or says it has none
+    except BridgeError as exc:
+        print(f"oauth-bridge: {exc.message}", file=sys.stderr)
         return ExitCode.USAGE
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(command_in(argv))
@@ -495,12 +496,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         from bridge.client.terminal import printable
+        from bridge.errors import DaemonNotRunning
 
+        message = exc.message
+        if isinstance(exc, DaemonNotRunning):
+            # The library's words name start=False; a command's name its own flag.
+            message = exc.for_command_line(
+                "--no-start" if getattr(args, "no_start", False) else None
+            )
         # A message may carry the control plane's or a provider's words: escape them.
-        print(f"oauth-bridge: {printable(exc.message, lines=True)}", file=sys.stderr)
+        print(f"oauth-bridge: {printable(message, lines=True)}", file=sys.stderr)
         if getattr(args, "json", False):
             # --json promises one JSON document on stdout, a failure included.
-            print(json.dumps(failure_document(exc)), flush=True)
+            print(json.dumps({**failure_document(exc), "message": message}), flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.CANCELLED if args.command in CANCELLING else ExitCode.INTERRUPTED
@@ -567,9 +575,11 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args)
     if command == "install-service":
-        from bridge.service.install import run
+        import importlib
 
-        return int(run(args))
+        from bridge.platform import SERVICE_MODULE  # systemd's units, or Windows' Run key
+
+        return int(importlib.import_module(SERVICE_MODULE).run(args))
     return ExitCode.USAGE  # pragma: no cover  # argparse refuses unknown commands
 
 
@@ -591,6 +601,11 @@ def serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "idle_exit_seconds": args.idle_exit_seconds,
     }
-    config = load_config(config_file=config_file, explicit_file=explicit, flags=flags)
+    try:
+        config = load_config(config_file=config_file, explicit_file=explicit, flags=flags)
+    except BridgeError as exc:
+        from bridge.daemon.lifecycle import refuse
+
+        return refuse(exc)  # one line of the daemon's log, as every refused start
     configure(config.settings.log_level, config.credentials.secrets())
     return run_serve(config, paths)

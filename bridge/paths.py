@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from bridge.errors import UnsafeRuntimeDir, UsageError
+
+# The dir checks are the system's (a uid and a mode on Linux, an ACL on Windows).
+from bridge.platform import check_parents as check_parents
+from bridge.platform import check_private_dir as check_private_dir
+from bridge.platform import control_address
 
 APP_NAME = "oauth-bridge"
 
@@ -31,7 +35,8 @@ class Paths(NamedTuple):
 
     @property
     def control_socket(self) -> Path:
-        return self.runtime_dir / "control.sock"
+        """The control channel: ``control.sock`` in the runtime dir, or a named pipe."""
+        return control_address(self.runtime_dir)
 
     @property
     def lock_file(self) -> Path:
@@ -115,31 +120,6 @@ def ensure_private_dir(path: Path) -> None:
     check_private_dir(path)
 
 
-def check_private_dir(path: Path, variable: str = "OAUTH_BRIDGE_RUNTIME_DIR") -> None:
-    """Refuse ``path`` if it is not a directory of this user's that others cannot enter.
-
-    Its parents count too: a parent another user may write (without the sticky bit that
-    /tmp has) lets them swap the directory after this check, and receive a state.
-    """
-    check_parents(path)
-    try:
-        info = path.lstat()
-    except OSError as exc:
-        raise UnsafeRuntimeDir(f"cannot use {path}: {exc.strerror}") from None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise UnsafeRuntimeDir(f"{path} is not a directory: refusing to use it")
-    if info.st_uid != os.getuid():
-        raise UnsafeRuntimeDir(
-            f"{path} is owned by uid {info.st_uid}, not by you (uid {os.getuid()}): "
-            f"refusing to use it; set {variable} to a directory of your own"
-        )
-    if info.st_mode & 0o077:
-        raise UnsafeRuntimeDir(
-            f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}): "
-            f"refusing to use it; run 'chmod 700 {path}'"
-        )
-
-
 def ensure_state_dir(path: Path) -> None:
     """Create the state dir 0700, or refuse it as the runtime dir is refused; say why."""
     check_parents(path)  # before the mkdir, which would follow another user's link
@@ -153,63 +133,6 @@ def ensure_state_dir(path: Path) -> None:
     # The store and the log live here: another user's directory, or one others may
     # write, would let them plant a symlink to a file of ours or read the store.
     check_private_dir(path, "OAUTH_BRIDGE_STATE_DIR")
-
-
-def _unmapped_owner() -> set[int]:
-    """Return the uid files of unmapped owners show as in a user namespace, if we are in one.
-
-    Under systemd's PrivateUsers=yes (the sandbox drop-in) root's /run/user shows as
-    owned by the overflow uid (65534). Such a parent is trusted as root's would be; it
-    must still not be writable by others.
-    """
-    try:
-        with open("/proc/self/uid_map", encoding="ascii") as handle:
-            mapping = handle.read().split()
-        if mapping == ["0", "0", "4294967295"]:
-            return set()  # the initial namespace: owners are what they say
-        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as handle:
-            return {int(handle.read())}
-    except (OSError, ValueError):
-        return set()
-
-
-def check_parents(path: Path) -> None:
-    """Refuse a path whose parents another user could change (rename, replace, link).
-
-    Each component is looked at itself (lstat), not through it: a symlink on the way is
-    refused unless its owner is trusted (root's /var/run -> /run is fine; another user's
-    link in /tmp could be pointed elsewhere at any time), and the directories it leads
-    to are checked as the real path's parents.
-    """
-    trusted = {0, os.getuid(), *_unmapped_owner()}
-    absolute = path.absolute()
-    real = Path(os.path.realpath(absolute.parent))
-    seen: set[Path] = set()
-    for parent in [*absolute.parents, real, *real.parents]:
-        if parent in seen:
-            continue
-        seen.add(parent)
-        try:
-            info = parent.lstat()
-        except OSError:
-            continue  # not there yet: it will be created by us, 0700
-        foreign = info.st_uid not in trusted
-        if stat.S_ISLNK(info.st_mode):
-            if foreign:
-                raise UnsafeRuntimeDir(
-                    f"{path} is reached through {parent}, a symlink owned by uid "
-                    f"{info.st_uid}: its owner could point it elsewhere; use a directory "
-                    "of your own (OAUTH_BRIDGE_RUNTIME_DIR, OAUTH_BRIDGE_STATE_DIR)"
-                )
-            continue  # a link's mode means nothing; where it leads is checked as `real`
-        shared = bool(info.st_mode & 0o022) and not info.st_mode & stat.S_ISVTX
-        if foreign or shared:
-            whose = f"owned by uid {info.st_uid}" if foreign else "writable by others"
-            raise UnsafeRuntimeDir(
-                f"{path} is under {parent}, which is {whose}: another user could swap "
-                "it; use a directory of your own (OAUTH_BRIDGE_RUNTIME_DIR, "
-                "OAUTH_BRIDGE_STATE_DIR)"
-            )
 
 
 def read_daemon_json(path: Path) -> dict[str, object] | None:

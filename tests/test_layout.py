@@ -15,13 +15,18 @@ from tests.conftest import REPO, daemon_environ
 
 PACKAGE = REPO / "bridge"
 SERVER_STACK = ("aiohttp", "pydantic", "pydantic_core", "yarl", "multidict")
-# A tool's process may use bridge's shared modules and bridge.client, nothing else of ours.
+# A tool's process may use bridge's shared modules, bridge.client and bridge.platform (the
+# system's seams, standard library only), nothing else of ours.
 SHARED = ("bridge", "bridge.errors", "bridge.paths", "bridge.fingerprint", "bridge.netowner")
 
 
 def shared(module: str) -> bool:
     """Say whether a tool's process may import ``module`` of ours (by name, not prefix)."""
-    return module in SHARED or module == "bridge.client" or module.startswith("bridge.client.")
+    return (
+        module in SHARED
+        or module.startswith(("bridge.client.", "bridge.platform."))
+        or (module in ("bridge.client", "bridge.platform"))
+    )
 
 
 def module_name(path: Path) -> str:

@@ -37,6 +37,7 @@ from bridge.client.redirect_file import write_redirect_file
 from bridge.client.transport import Answer, AsyncControlClient, ControlClient
 from bridge.errors import BridgeError, ControlPlaneRefused, DaemonUnavailable, UsageError
 from bridge.paths import Paths, default_paths
+from bridge.platform import effective_uid, tcp_listener_owner
 
 if TYPE_CHECKING:
     from typing import Self
@@ -372,15 +373,13 @@ class _Core:
         checked = [-math.inf]
 
         def check() -> None:
-            from bridge.netowner import listener_owner
-
             now = time.monotonic()
             if now - checked[0] < PORT_CHECK_SECONDS:
                 return
             checked[0] = now
-            owner = listener_owner(port)
+            owner = tcp_listener_owner(port)
             # Root aside (a relay such as docker-proxy), and our own daemon of course.
-            if owner is not None and owner not in (os.geteuid(), 0):
+            if owner is not None and owner not in (effective_uid(), 0):
                 raise PortTaken(port=port, uid=owner, login_id=login.id)
 
         return check

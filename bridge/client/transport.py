@@ -1,4 +1,7 @@
-"""JSON over HTTP/1.1 on ``control.sock``, for a blocking caller and for asyncio alike.
+"""JSON over HTTP/1.1 on the control channel, for a blocking caller and for asyncio alike.
+
+The channel is the system's (``bridge.platform``): ``control.sock`` on Linux, the
+user's named pipe on Windows.
 
 A few lines of HTTP instead of ``http.client``: that module pulls in ``email`` and
 ``ssl`` (about 13 ms of a CLI call), and asyncio has no HTTP client of its own. Each
@@ -9,12 +12,12 @@ does. Foreign errors become ``DaemonUnavailable`` here, in one place.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import DaemonUnavailable, UsageError
+from bridge.platform import connect, open_connection
 
 # An answer of the control API is a login object or a list of them: never near this.
 MAX_ANSWER_BYTES = 16 << 20
@@ -44,8 +47,13 @@ def encode_request(
     payload = b"" if body is None else json.dumps(body).encode()
     head = f"{method} {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n"
     for name, value in (headers or {}).items():
-        if any(c in value for c in "\r\n\0"):
-            raise UsageError(f"the {name} header would hold a line break; check its value")
+        if not value.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            # A credential from the environment: never sent as half a header line.
+            raise UsageError(
+                f"the {name} header would hold a non-ASCII or control character; check the "
+                "credential it comes from (LANGSMITH_API_KEY, LANGSMITH_WORKSPACE_ID, "
+                "OAUTH_BRIDGE_BEARER_TOKEN)"
+            )
         head += f"{name}: {value}\r\n"
     if body is not None:
         head += "Content-Type: application/json\r\n"
@@ -117,10 +125,9 @@ class ControlClient:
     ) -> Answer:
         """Send one request and return its answer, waiting at most ``timeout`` seconds."""
         request = encode_request(method, path, body, headers)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = None
         try:
-            sock.settimeout(timeout)
-            sock.connect(str(self.socket_path))
+            sock = connect(self.socket_path, timeout)
             sock.sendall(request)
             raw = bytearray()
             while chunk := sock.recv(1 << 16):
@@ -131,7 +138,8 @@ class ControlClient:
         except (OSError, ValueError) as exc:
             raise _unavailable(self.socket_path, exc) from None
         finally:
-            sock.close()
+            if sock is not None:
+                sock.close()
 
 
 class AsyncControlClient:
@@ -155,7 +163,7 @@ class AsyncControlClient:
         request = encode_request(method, path, body, headers)
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+                reader, writer = await open_connection(self.socket_path)
                 try:
                     writer.write(request)
                     await writer.drain()

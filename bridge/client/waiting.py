@@ -21,6 +21,7 @@ from bridge.client.api import Bridge, Login
 from bridge.client.flow import Waited, epoch_of
 from bridge.client.terminal import printable, say
 from bridge.errors import EXIT_FOR_STATUS, BridgeError, ExitCode
+from bridge.platform import CANCEL_SIGNALS
 
 # The long-poll's slice while a live status line is shown (it ticks once a second).
 TICK_SECONDS = 1.0
@@ -35,7 +36,7 @@ def cancelling_signals() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in CANCEL_SIGNALS:  # SIGTERM and SIGHUP on Linux
         with contextlib.suppress(ValueError):  # not the main thread: leave them be
             previous[signum] = signal.signal(signum, interrupt)
     try:

@@ -9,8 +9,6 @@ import logging
 import math
 import os
 import re
-import socket
-import struct
 import time
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -43,6 +41,7 @@ from bridge.daemon.openapi import served
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached, new_secret, secret_matches
 from bridge.fingerprint import fingerprint
+from bridge.platform import own_identity, peer_identity, same_user
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +104,15 @@ def _as_problem(request: web.Request, status: int, allow: str | None) -> web.Res
     return answer
 
 
-def peer_uid(request: web.Request) -> int | None:
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+def peer_uid(request: web.Request) -> int | str | None:
+    """Who is at the other end: a uid (SO_PEERCRED) or, on Windows, the client's SID."""
+    return peer_identity(request.transport)
 
 
 @web.middleware
 async def same_user_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse any peer that is not this user, even if the socket's mode let it in."""
-    if peer_uid(request) != os.getuid():
+    if not same_user(peer_uid(request), own_identity()):
         return problem(403, "forbidden", "the control socket serves its owner only")
     return await handler(request)
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import functools
 import gc
 import ipaddress
 import logging
 import os
-import resource
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -26,12 +23,13 @@ from bridge import __version__
 from bridge.daemon.browser import SECURITY_HEADERS, create_browser_app
 from bridge.daemon.config import Config
 from bridge.daemon.control_api import ControlRunner, create_control_app
+from bridge.daemon.control_site import control_site
 from bridge.daemon.listeners import Listeners, bind_control, bind_http
-from bridge.daemon.logs import AccessLogger, BadRequestLines, client_fault
+from bridge.daemon.logs import AccessLogger, BadRequestLines, client_fault, printable
 from bridge.daemon.pages import render
 from bridge.daemon.services import Services, open_services
 from bridge.daemon.systemd import Notifier, inherited_sockets
-from bridge.errors import DaemonUnavailable, UsageError
+from bridge.errors import BridgeError, DaemonUnavailable, UsageError
 from bridge.paths import (
     Paths,
     ensure_private_dir,
@@ -39,6 +37,8 @@ from bridge.paths import (
     read_daemon_json,
     write_daemon_json,
 )
+from bridge.platform import harden_process as system_harden_process
+from bridge.platform import stop_signals, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,7 @@ def _flock(path: Path, held: list[IO[str]]) -> bool:
         handle = path.open("a+", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot open the lock file {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not try_lock(handle):
         handle.close()
         return False
     held.append(handle)
@@ -157,7 +155,11 @@ def open_listeners(config: Config, paths: Paths) -> Listeners:
         for sock in bound:
             sock.close()
         raise
-    return Listeners(http=bound, control=own_control, hosts=bound_hosts)
+    # A Unix socket leaves a file to remove at exit; a named pipe goes with its handles.
+    owns_path = isinstance(own_control, socket.socket)
+    return Listeners(
+        http=bound, control=own_control, hosts=bound_hosts, owns_control_path=owns_path
+    )
 
 
 @dataclass
@@ -182,9 +184,7 @@ class Daemon:
         """Serve on ``listeners`` until ``stop`` is set (or SIGTERM / SIGINT arrives)."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        if handle_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
+        undo_signals = stop_signals(loop, stop.set) if handle_signals else None
         settings = self.config.settings
         loop.set_exception_handler(OutOfDescriptors().handle)
         async with open_services(self.config, self.paths) as bridge:
@@ -212,13 +212,13 @@ class Daemon:
                     keepalive_timeout=settings.connection_idle_seconds,
                 ),
             ]
-            sites: list[web.SockSite] = []
+            sites: list[web.BaseSite] = []
             try:
                 for runner in runners:
                     await runner.setup()
                 self.browser_server = cast("BrowserServer", runners[0].server)
                 sites = [web.SockSite(runners[0], sock) for sock in listeners.http]
-                sites.append(web.SockSite(runners[1], listeners.control))
+                sites.append(control_site(runners[1], listeners.control))
                 for site in sites:
                     await site.start()
                 self._ready(bridge, listeners)
@@ -251,9 +251,8 @@ class Daemon:
                 self._remove_runtime_files(listeners)
                 for runner in runners:
                     await runner.cleanup()
-        if handle_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
+        if undo_signals is not None:
+            undo_signals()
         log.info("stopped")
 
     def _ready(self, bridge: Services, listeners: Listeners) -> None:
@@ -644,18 +643,7 @@ def harden_process() -> None:
     many open files as the hard limit allows: at systemd's default soft limit of 1024,
     idle connections could starve the control socket and the forward of descriptors.
     """
-    os.umask(0o077)
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ValueError, OSError) as exc:  # a seccomp filter may refuse it: say so, go on
-        log.warning("could not turn off core dumps: %s", exc)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    system_harden_process(log)
 
 
 def warn_without_credentials(config: Config) -> None:
@@ -669,13 +657,46 @@ def warn_without_credentials(config: Config) -> None:
         )
 
 
+def one_line(message: str) -> str:
+    """A message of several lines (a config error lists each key) as one log line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return printable(text)
+
+
+def refuse(exc: BridgeError) -> int:
+    """Write why ``serve`` will not run as one line of its log; return its exit code.
+
+    The log is wherever the daemon's lines go (stderr: a terminal, the daemon.log of an
+    auto-started daemon, the journal), so a start that was refused is found where its
+    runs are. Before the logging is set up (a config that does not load) it is set up
+    here, at its default level.
+    """
+    if not logging.getLogger().handlers:
+        from bridge.daemon.logs import configure
+
+        configure("info")
+    log.error("refusing to start: %s", one_line(exc.message))
+    return int(exc.exit_code)
+
+
 def run_serve(config: Config, paths: Paths) -> int:
-    """Run the daemon until SIGTERM or SIGINT; return its exit code."""
-    harden_process()
-    warn_without_credentials(config)
-    ensure_private_dir(paths.runtime_dir)
-    ensure_state_dir(paths.state_dir)
-    locks = acquire_daemon_locks(paths)
+    """Run the daemon until SIGTERM or SIGINT; return its exit code.
+
+    A start it refuses (another daemon holds the lock, the port is taken, a runtime or
+    state dir that is not safe) is one line of the log, and its exit code.
+    """
+    try:
+        harden_process()
+        warn_without_credentials(config)
+        ensure_private_dir(paths.runtime_dir)
+        ensure_state_dir(paths.state_dir)
+        locks = acquire_daemon_locks(paths)
+    except BridgeError as exc:
+        return refuse(exc)
+    daemon: Daemon | None = None
     try:
         listeners = open_listeners(config, paths)
         notifier = Notifier.from_environ()
@@ -684,6 +705,10 @@ def run_serve(config: Config, paths: Paths) -> int:
             asyncio.run(daemon.run(listeners))
         finally:
             listeners.close()
+    except BridgeError as exc:
+        if daemon is not None and daemon.ready.is_set():
+            raise  # not a refused start: it ran, and the CLI says why it ended
+        return refuse(exc)
     finally:
         for lock in locks:
             lock.close()

@@ -1,16 +1,21 @@
-"""The daemon's listening sockets: bound here on loopback, or adopted from systemd."""
+"""The daemon's listeners: TCP bound here on loopback (or adopted from systemd), and the
+control channel the system gives (``bridge.platform``)."""
 
 from __future__ import annotations
 
 import errno
-import os
 import re
 import socket
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.errors import DaemonUnavailable
+from bridge.platform import listen_control
+
+if TYPE_CHECKING:
+    from bridge.daemon.control_site import ControlListener
 
 # Errors that mean "this host has no IPv6 loopback", not "something is wrong".
 NO_IPV6 = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT}
@@ -21,7 +26,7 @@ class Listeners:
     """TCP sockets for browsers and the Unix socket for tools, ready to accept."""
 
     http: list[socket.socket]
-    control: socket.socket
+    control: socket.socket | ControlListener  # the Unix socket, or Windows' control pipe
     adopted: bool = False  # passed by systemd, which owns (and keeps) them
     owns_control_path: bool = True
     hosts: list[str] = field(default_factory=list)
@@ -131,21 +136,6 @@ def _probe_oauth_bridge(url: str, port: int) -> str | None:
     return server
 
 
-def bind_control(path: Path) -> socket.socket:
-    """Bind the control socket 0600 from the start: umask, not a chmod after the fact."""
-    # A stale socket of a crashed daemon: we hold the lock, so it is ours to remove.
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    except OSError as exc:
-        sock.close()
-        raise DaemonUnavailable(
-            f"cannot create the control socket {path}: {exc.strerror}"
-        ) from None
-    finally:
-        os.umask(old)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+def bind_control(path: Path) -> socket.socket | ControlListener:
+    """The control channel's listener: the system's (``bridge.platform.listen_control``)."""
+    return listen_control(path)

@@ -20,6 +20,7 @@ from bridge.daemon.model import (
     Status,
     interrupted,
 )
+from bridge.platform import open_for_sync, sync_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logins (
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS logins (
     secret_hash BLOB,
     callback TEXT NOT NULL DEFAULT 'loopback',
     browser_seen INTEGER NOT NULL DEFAULT 0,
-    credentials TEXT NOT NULL DEFAULT 'daemon'
+    credentials TEXT NOT NULL DEFAULT 'daemon',
+    daemon_fingerprint TEXT
 );
 CREATE INDEX IF NOT EXISTS logins_pending_expiry ON logins (expires_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS logins_discard ON logins (discard_at) WHERE discard_at IS NOT NULL;
@@ -49,7 +51,7 @@ CREATE INDEX IF NOT EXISTS logins_in_flight ON logins (status) WHERE status = 'f
 COLUMNS = (
     "id, provider_id, status, redirect_uri, created_at, expires_at, expected_issuer,"
     " require_issuer, result, auth_id, client_name, secret_hash, callback, browser_seen,"
-    " credentials"
+    " credentials, daemon_fingerprint"
 )
 # Columns added since the first version, with their definitions: a store from an earlier
 # version gains them when it is opened.
@@ -60,6 +62,7 @@ ADDED_COLUMNS = {
     "callback": "TEXT NOT NULL DEFAULT 'loopback'",
     "browser_seen": "INTEGER NOT NULL DEFAULT 0",
     "credentials": "TEXT NOT NULL DEFAULT 'daemon'",
+    "daemon_fingerprint": "TEXT",
 }
 
 
@@ -113,7 +116,7 @@ class LoginStore:
         self._db.executescript(SCHEMA)
         # The WAL file exists from the first write on and lives as long as the
         # connection: syncing it makes every commit so far durable.
-        self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        self._wal = open_for_sync(f"{path}-wal")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(logins)")}
         for column, definition in ADDED_COLUMNS.items():  # a store from an earlier version
             if column not in columns:
@@ -137,7 +140,7 @@ class LoginStore:
         the tokens already issued (RFC 6749 10.5). Commits live in the WAL: an fdatasync
         of it, through a descriptor of our own (a sync is per file, not per descriptor).
         """
-        os.fdatasync(self._wal)
+        sync_file(self._wal)  # fdatasync on Linux (F_FULLFSYNC, fsync elsewhere)
 
     def close(self) -> None:
         self._db.close()
@@ -190,13 +193,14 @@ class LoginStore:
             callback=new.callback,
             credentials=new.credentials,
             secret_hash=hashlib.sha256(new.secret.encode()).digest(),
+            daemon_fingerprint=new.daemon_fingerprint,
         )
         try:
             self._db.execute(
                 "INSERT INTO logins (id, state_hash, provider_id, status, redirect_uri,"
                 " created_at, expires_at, expected_issuer, require_issuer, auth_id,"
-                " client_name, secret_hash, callback, credentials)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " client_name, secret_hash, callback, credentials, daemon_fingerprint)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     login.id,
                     digest,
@@ -211,6 +215,7 @@ class LoginStore:
                     login.secret_hash,
                     login.callback.value,
                     login.credentials.value,
+                    login.daemon_fingerprint,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -349,4 +354,5 @@ class LoginStore:
             browser_seen=bool(row["browser_seen"]),
             credentials=Credentials(row["credentials"]),
             secret_hash=bytes(row["secret_hash"] or b""),
+            daemon_fingerprint=row["daemon_fingerprint"],
         )

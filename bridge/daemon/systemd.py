@@ -25,7 +25,8 @@ _NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 # gets when systemd sent none: systemd-socket-activate without --fdname, or a
 # unit edited by hand, passes "unknown" or nothing at all.
 _NAME_BY_FAMILY = {
-    socket.AF_UNIX: "control",
+    # getattr: Windows' socket module has no AF_UNIX (and systemd passes it nothing).
+    getattr(socket, "AF_UNIX", -1): "control",
     socket.AF_INET: "http",
     socket.AF_INET6: "http",
 }

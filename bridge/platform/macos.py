@@ -1,0 +1,242 @@
+"""What oauth-bridge needs of macOS: peer credentials, durable writes, launchd's sockets, paths.
+
+Standard library only: tools' processes import this too. Each system call is a thin
+wrapper over a pure function (``parse_xucred``, ``check_socket_path``) that the tests
+drive on Linux, and the native library ``launch_activate_socket`` calls is injectable,
+so a stub built from ``tests/macos/stub/launch_stub.c`` stands in for libSystem.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "F_FULLFSYNC",
+    "LOCAL_PEERCRED",
+    "SOL_LOCAL",
+    "SUN_PATH_MAX",
+    "XUCRED_SIZE",
+    "XUCRED_VERSION",
+    "NotLaunchedByLaunchd",
+    "PeerCredentialsError",
+    "SocketPathTooLong",
+    "check_socket_path",
+    "default_runtime_dir",
+    "launch_activate_socket",
+    "launchd_sockets",
+    "parse_xucred",
+    "peer_identity",
+    "peer_uid",
+    "sync_file",
+]
+
+APP_NAME = "oauth-bridge"
+
+# --- the peer of a Unix socket: LOCAL_PEERCRED --------------------------------
+
+#: <sys/un.h>: the option level of AF_UNIX sockets (Linux has no such level; its
+#: peer check is SOL_SOCKET / SO_PEERCRED).
+SOL_LOCAL = getattr(socket, "SOL_LOCAL", 0)
+#: <sys/un.h>: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred.
+LOCAL_PEERCRED = getattr(socket, "LOCAL_PEERCRED", 0x001)
+#: <sys/ucred.h>: the only layout of struct xucred there is.
+XUCRED_VERSION = 0
+_NGROUPS = 16  # NGROUPS (= NGROUPS_MAX) in <sys/param.h>
+
+# struct xucred { u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]; }
+# The two pad bytes after the short align cr_groups to 4: offsets 0, 4, 8, 12, size 76
+# (checked against gcc's layout of the same struct: tests/macos/stub/xucred_layout.c).
+# Native byte order: the bytes come from this machine's kernel.
+_XUCRED = struct.Struct(f"=IIh2x{_NGROUPS}I")
+#: sizeof(struct xucred): what getsockopt is asked for.
+XUCRED_SIZE = _XUCRED.size
+
+
+class PeerCredentialsError(ValueError):
+    """The kernel's answer to LOCAL_PEERCRED is not a struct xucred this module reads."""
+
+
+def parse_xucred(data: bytes) -> int:
+    """Return the effective uid in a struct xucred, refusing a layout this module does not know."""
+    if len(data) < XUCRED_SIZE:
+        raise PeerCredentialsError(
+            f"LOCAL_PEERCRED returned {len(data)} bytes, not a struct xucred ({XUCRED_SIZE} bytes)"
+        )
+    version, uid, ngroups, *_groups = _XUCRED.unpack_from(data)
+    if version != XUCRED_VERSION:
+        raise PeerCredentialsError(
+            f"LOCAL_PEERCRED returned struct xucred version {version}, "
+            f"not {XUCRED_VERSION}: its layout is unknown here"
+        )
+    if not 0 <= ngroups <= _NGROUPS:
+        # A count no kernel writes: the bytes are not the layout read above.
+        raise PeerCredentialsError(f"struct xucred has cr_ngroups {ngroups}, over {_NGROUPS}")
+    return int(uid)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """Return the effective uid of the process at the other end of a connected AF_UNIX socket."""
+    data = sock.getsockopt(SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE)
+    return parse_xucred(data)
+
+
+def peer_identity(transport: Any) -> int | None:
+    """Return the uid at the other end of a control connection, as ``bridge.platform`` names it."""
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    return peer_uid(sock)
+
+
+# --- durable writes: F_FULLFSYNC -------------------------------------------------
+
+#: <sys/fcntl.h>: fsync(2) on macOS only hands the data to the drive, whose cache may
+#: lose it on power loss; fcntl(F_FULLFSYNC) also flushes the drive (fsync(2) says so).
+#: Python's fcntl module has the name on darwin only, hence the value here.
+F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", 51)
+
+# Answers that mean "this file system (SMB, FAT, ...) or kernel has no F_FULLFSYNC";
+# any other error (EIO) is a failed flush and is raised.
+_NO_FULLFSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOTTY})
+
+
+class FcntlModule(Protocol):
+    """The part of the fcntl module ``sync_file`` calls (a test hands in a fake)."""
+
+    def fcntl(self, fd: int, cmd: int, arg: int = 0, /) -> int: ...
+
+
+def sync_file(fd: int, *, fcntl_module: FcntlModule | None = None) -> None:
+    """Flush ``fd`` to stable storage: F_FULLFSYNC, or fsync where the file system lacks it."""
+    module = fcntl if fcntl_module is None else fcntl_module
+    command = getattr(module, "F_FULLFSYNC", F_FULLFSYNC)
+    try:
+        module.fcntl(fd, command)
+    except OSError as exc:
+        if exc.errno not in _NO_FULLFSYNC:
+            raise
+        os.fsync(fd)
+
+
+# --- launchd's sockets: launch_activate_socket(3) ----------------------------------
+
+_LIBSYSTEM = "/usr/lib/libSystem.B.dylib"  # in the dyld shared cache, not on disk
+
+
+class NotLaunchedByLaunchd(OSError):
+    """This process was not started by launchd (launch_activate_socket answered ESRCH)."""
+
+
+def _libsystem() -> ctypes.CDLL:
+    return ctypes.CDLL(_LIBSYSTEM, use_errno=True)
+
+
+def launch_activate_socket(name: str, *, library: ctypes.CDLL | None = None) -> list[int]:
+    """Return the fds launchd holds for the plist's ``Sockets`` entry ``name``.
+
+    ``library`` is libSystem unless given; it provides ``launch_activate_socket`` and
+    the ``free`` the array it returns is released with. Raise NotLaunchedByLaunchd
+    (ESRCH) when launchd did not start this process, OSError for any other answer
+    (ENOENT: no such entry in the plist; EALREADY: already activated).
+    """
+    lib = _libsystem() if library is None else library
+    activate = lib.launch_activate_socket
+    activate.argtypes = [
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.POINTER(ctypes.c_int)),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
+    activate.restype = ctypes.c_int
+    release = lib.free
+    release.argtypes = [ctypes.c_void_p]
+    release.restype = None
+
+    fds = ctypes.POINTER(ctypes.c_int)()
+    count = ctypes.c_size_t(0)
+    # The function returns an errno value itself; it does not set errno.
+    error = activate(name.encode(), ctypes.byref(fds), ctypes.byref(count))
+    if error != 0:
+        message = f"launch_activate_socket({name!r}): {os.strerror(error)}"
+        if error == errno.ESRCH:
+            raise NotLaunchedByLaunchd(error, message)
+        raise OSError(error, message)
+    try:
+        return [fds[index] for index in range(count.value)]
+    finally:
+        if fds:
+            release(fds)
+
+
+def launchd_sockets(
+    names: Iterable[str], *, library: ctypes.CDLL | None = None
+) -> dict[str, list[socket.socket]] | None:
+    """Return launchd's listening sockets by ``Sockets`` name, or None when launchd did not start us.
+
+    A name the plist does not have is left out: the daemon binds that listener itself.
+    """
+    groups: dict[str, list[socket.socket]] = {}
+    for name in names:
+        try:
+            fds = launch_activate_socket(name, library=library)
+        except NotLaunchedByLaunchd:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise
+        sockets = []
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
+            # The daemon's children (a browser) must not keep the listeners open.
+            sock.set_inheritable(False)
+            sockets.append(sock)
+        groups[name] = sockets
+    return groups
+
+
+# --- the runtime dir and macOS's short socket paths ----------------------------------
+
+
+def default_runtime_dir(home: Path) -> Path:
+    """Return platformdirs' macOS ``user_runtime_dir`` for oauth-bridge, without $XDG_RUNTIME_DIR.
+
+    platformdirs (4.x, ``platformdirs/macos.py``) puts it in ~/Library/Caches/TemporaryItems,
+    not the per-user $TMPDIR (/var/folders/...); $XDG_RUNTIME_DIR, when set and private,
+    replaces the base, as ``bridge.paths.default_paths`` resolves it through platformdirs.
+    A launchd plist names paths literally (no variables), so its plan needs this one.
+    """
+    return home / "Library" / "Caches" / "TemporaryItems" / APP_NAME
+
+
+#: sizeof(sockaddr_un.sun_path) on macOS (<sys/un.h>), the terminating NUL included:
+#: 104, where Linux has 108.
+SUN_PATH_MAX = 104
+
+
+class SocketPathTooLong(ValueError):
+    """A Unix socket path does not fit in macOS's sockaddr_un."""
+
+    def __init__(self, path: Path, length: int) -> None:
+        super().__init__(
+            f"the control socket path {path} is {length} bytes long, but macOS allows "
+            f"{SUN_PATH_MAX - 1} ({SUN_PATH_MAX} with the terminating NUL, sockaddr_un's "
+            "sun_path); set OAUTH_BRIDGE_RUNTIME_DIR to a shorter directory of your own, "
+            "e.g. ~/.oauth-bridge"
+        )
+        self.path = path
+        self.length = length
+
+
+def check_socket_path(path: Path) -> None:
+    """Refuse a Unix socket path that bind(2) and connect(2) would reject on macOS."""
+    length = len(os.fsencode(path))
+    if length >= SUN_PATH_MAX:
+        raise SocketPathTooLong(path, length)

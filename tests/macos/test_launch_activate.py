@@ -1,0 +1,110 @@
+"""launchd's sockets through ctypes, against a stub of launch_activate_socket built with gcc."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.platform import macos
+from tests.conftest import require_tool
+
+STUB_SOURCE = Path(__file__).parent / "stub" / "launch_stub.c"
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> ctypes.CDLL:
+    """Build the stub into the test's dir and load it in libSystem's place."""
+    gcc = require_tool("gcc", "gcc")
+    library = tmp_path / "liblaunch_stub.so"
+    subprocess.run(
+        [
+            gcc,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(library),
+            str(STUB_SOURCE),
+        ],
+        check=True,
+    )
+    return ctypes.CDLL(str(library))
+
+
+@pytest.fixture
+def closing() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def test_activate_returns_every_fd_of_the_name(
+    stub: ctypes.CDLL, closing: list[socket.socket]
+) -> None:
+    fds = macos.launch_activate_socket("http", library=stub)
+    closing.extend(socket.socket(fileno=fd) for fd in fds)
+
+    assert [(sock.getsockname()[0], sock.family) for sock in closing] == [
+        ("127.0.0.1", socket.AF_INET)
+    ] * 2
+
+
+def test_activate_frees_the_array_it_was_given(
+    stub: ctypes.CDLL, closing: list[socket.socket]
+) -> None:
+    fds = macos.launch_activate_socket("control", library=stub)
+    closing.extend(socket.socket(fileno=fd) for fd in fds)
+    assert stub.launch_stub_released() == 1
+
+
+def test_activate_raises_enoent_for_a_name_the_plist_lacks(stub: ctypes.CDLL) -> None:
+    with pytest.raises(OSError, match="'nonesuch'") as raised:
+        macos.launch_activate_socket("nonesuch", library=stub)
+    assert (raised.value.errno, stub.launch_stub_released()) == (errno.ENOENT, 0)
+
+
+def test_activate_says_when_launchd_did_not_start_the_process(
+    stub: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAUNCH_STUB_NOT_MANAGED", "1")
+    with pytest.raises(macos.NotLaunchedByLaunchd) as raised:
+        macos.launch_activate_socket("http", library=stub)
+    assert raised.value.errno == errno.ESRCH
+
+
+def test_launchd_sockets_groups_the_sockets_by_name(
+    stub: ctypes.CDLL, closing: list[socket.socket]
+) -> None:
+    groups = macos.launchd_sockets(["http", "control", "nonesuch"], library=stub)
+    assert groups is not None
+    closing.extend(sock for group in groups.values() for sock in group)
+
+    assert {name: [sock.family for sock in group] for name, group in groups.items()} == {
+        "http": [socket.AF_INET] * 2,
+        "control": [socket.AF_UNIX],
+    }
+
+
+def test_launchd_sockets_are_not_inherited_by_children(
+    stub: ctypes.CDLL, closing: list[socket.socket]
+) -> None:
+    groups = macos.launchd_sockets(["http"], library=stub)
+    assert groups is not None
+    closing.extend(groups["http"])
+    assert [sock.get_inheritable() for sock in closing] == [False, False]
+
+
+def test_launchd_sockets_is_none_outside_launchd(
+    stub: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAUNCH_STUB_NOT_MANAGED", "1")
+    assert macos.launchd_sockets(["http", "control"], library=stub) is None
