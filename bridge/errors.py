@@ -3,9 +3,15 @@
     BridgeError                 a message for people, and the exit code it ends the CLI with
     ├── UsageError              2: bad usage or bad configuration
     │   ├── ConfigError         the config file, environment or flags hold a bad value
-    │   └── UnsafeRuntimeDir    the runtime or state dir is someone else's, or open to others
+    │   └── UnsafeDir           the runtime or state dir is someone else's, or open to others
+    │                           (UnsafeRuntimeDir: its old name, the same class)
     ├── DaemonUnavailable       3: no daemon answers, or none could be started
+    │   ├── DaemonNotRunning    none runs, and the call was told not to start one
+    │   └── DaemonNotAnswering  a daemon holds the control socket but does not answer
     └── ControlPlaneRefused     10: the control plane refused or failed a call the daemon made
+
+``bridge.client`` raises these, and two of its own: ``LoginNotFound`` (a UsageError) and
+``PortTaken`` (a DaemonUnavailable); it exports every one of them.
 
 How a login ended is a value (its status), never an exception.
 """
@@ -19,10 +25,12 @@ class ExitCode(enum.IntEnum):
     """The contract's exit codes of the CLI."""
 
     OK = 0
-    PROBLEMS = 1  # doctor found a problem; install-service could not finish
-    USAGE = 2
-    UNAVAILABLE = 3
-    FAILED = 10
+    # doctor found a problem; install-service could not finish (systemctl failed, or is
+    # missing, or there is no user manager to talk to).
+    PROBLEMS = 1
+    USAGE = 2  # bad usage or bad configuration; a refusal to overwrite what a user edited
+    UNAVAILABLE = 3  # no daemon answers, or none could be started
+    FAILED = 10  # a login failed; the control plane refused or failed a call
     DENIED = 11
     EXPIRED = 12
     CANCELLED = 13
@@ -70,8 +78,44 @@ class DaemonUnavailable(BridgeError):
         self.timed_out = timed_out
 
 
-class UnsafeRuntimeDir(UsageError):
-    """The runtime dir is owned by someone else or open to others."""
+class DaemonNotRunning(DaemonUnavailable):
+    """No daemon runs, and the call was told not to start one (``start=False``).
+
+    ``message`` speaks to a library caller (``start=False``); a command line has its own
+    word for that, which ``for_command_line`` puts in.
+    """
+
+    def __init__(self, control_socket: str) -> None:
+        self.reason = f"no oauth-bridge daemon is running (nothing answers on {control_socket})"
+        self.remedy = "start one with 'oauth-bridge serve'"
+        super().__init__(
+            f"{self.reason}; {self.remedy}, or leave out start=False to have one started"
+        )
+        self.control_socket = control_socket
+
+    def for_command_line(self, flag: str | None) -> str:
+        """The message for a CLI user: ``flag`` is the option that said not to start one."""
+        other = f", or leave out {flag} to have one started" if flag else ""
+        return f"{self.reason}; {self.remedy}{other}"
+
+
+class DaemonNotAnswering(DaemonUnavailable):
+    """A daemon holds the control socket (its pid in daemon.json) but does not answer."""
+
+    def __init__(self, message: str, *, pid: int, stopped: bool = False) -> None:
+        super().__init__(message, timed_out=True)
+        self.pid = pid
+        # True when the process is stopped (SIGSTOP, a debugger): only SIGCONT or
+        # SIGKILL reach it, a SIGTERM waits until it is continued.
+        self.stopped = stopped
+
+
+class UnsafeDir(UsageError):
+    """The runtime dir or the state dir is owned by someone else, or open to others."""
+
+
+# Its first name, from when only the runtime dir was checked: the same class.
+UnsafeRuntimeDir = UnsafeDir
 
 
 class ControlPlaneRefused(BridgeError):

@@ -64,9 +64,13 @@ def stop(args: argparse.Namespace) -> int:
     import time
 
     from bridge.client.autostart import lock_held
+    from bridge.errors import DaemonNotAnswering
 
     paths = default_paths()
-    status = running_daemon(paths)
+    try:
+        status = running_daemon(paths)
+    except DaemonNotAnswering as exc:
+        return stop_unanswering(paths, exc.pid)
     if status is None:
         say(f"oauth-bridge is not running (nothing answers on {paths.control_socket}).")
         return ExitCode.UNAVAILABLE
@@ -97,6 +101,36 @@ def stop(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def stop_unanswering(paths: Paths, pid: int) -> int:
+    """Stop a daemon that does not answer (hung, or SIGSTOP'd): SIGTERM, then SIGCONT."""
+    import os
+    import signal
+    import time
+
+    from bridge.client.autostart import lock_held
+
+    # A stopped process keeps a SIGTERM pending until it is continued: send both.
+    for signum in (signal.SIGTERM, signal.SIGCONT):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            break
+    deadline = time.monotonic() + UNANSWERING_GRACE_SECONDS
+    while lock_held(paths) or not exited(pid):
+        if time.monotonic() > deadline:
+            raise BridgeError(
+                f"the daemon (pid {pid}) does not answer and did not stop within "
+                f"{UNANSWERING_GRACE_SECONDS:.0f}s; 'kill -9 {pid}' ends it"
+            )
+        time.sleep(0.02)
+    say(f"Stopped oauth-bridge (pid {pid}), which was not answering.")
+    return ExitCode.OK
+
+
+# How long a daemon that did not answer gets to stop before we give up on it.
+UNANSWERING_GRACE_SECONDS = 10.0
+
+
 def wait_for_pending(paths: Paths) -> None:
     """Return once no login is pending (each long-polled to its end)."""
     from bridge.client.transport import ControlClient
@@ -113,12 +147,9 @@ def wait_for_pending(paths: Paths) -> None:
 
 def exited(pid: int) -> bool:
     """Say whether the process is gone (a zombie nobody reaped yet counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
+    from bridge.platform import process_exited  # /proc on Linux, a process handle on Windows
+
+    return process_exited(pid)
 
 
 # Beyond the daemon's longest shutdown grace (300 s): a stop must not hang forever.

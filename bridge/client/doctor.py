@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,10 +22,42 @@ from bridge.client.reach import (
 )
 from bridge.client.terminal import printable, say
 from bridge.client.transport import ControlClient
-from bridge.errors import BridgeError, ExitCode, UsageError
+from bridge.errors import (
+    BridgeError,
+    DaemonNotAnswering,
+    DaemonUnavailable,
+    ExitCode,
+    UsageError,
+)
 from bridge.paths import Paths, check_private_dir, default_paths
 
 DEFAULT_PORT = 8765
+# What every check but --browser's (which waits for a person) may take in all: a control
+# plane that is down or hung must not keep doctor for the daemon's own deadlines.
+BUDGET_SECONDS = 3.5
+# The daemon's answer for the control plane: it answers in well under a second when the
+# control plane does; past this, doctor looks at the control plane itself.
+CONTROL_PLANE_SECONDS = 3.0
+# How long doctor's own look at the control plane's address (a TCP connect) may take.
+PROBE_SECONDS = 0.5
+# Past the budget a check still gets this long: enough for a daemon on this machine.
+LEAST_SECONDS = 0.2
+AGENT_AUTH_FIX = (
+    "ask an admin of your LangSmith organization to enable Agent Auth; until then a tool "
+    "can get the authorization URL itself and use 'oauth-bridge expect --auth-url -'"
+)
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+
+
+class Budget:
+    """The time doctor's checks have left, so that each waits a bounded share of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def take(self, most: float) -> float:
+        """Return how long the next step may wait: at most ``most``, within what is left."""
+        return max(LEAST_SECONDS, min(most, self.ends - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -37,13 +71,14 @@ class Check:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    budget = Budget(BUDGET_SECONDS)
     paths = default_paths()
     checks = [*directories(paths)]
-    status, daemon_checks = daemon(paths, start=not args.no_start)
+    status, daemon_checks = daemon(paths, start=not args.no_start, budget=budget)
     checks += daemon_checks
     if status is not None:
         checks.append(credentials(status))
-        checks += control_plane(paths)
+        checks += control_plane(paths, status, budget=budget)
         if args.browser:
             checks.append(browser(paths, timeout=args.browser_timeout))
     port = int(str(status["url"]).rsplit(":", 1)[1]) if status else configured_port()
@@ -86,13 +121,20 @@ def directories(paths: Paths) -> list[Check]:
     return found
 
 
-def daemon(paths: Paths, *, start: bool) -> tuple[dict[str, Any] | None, list[Check]]:
+def daemon(
+    paths: Paths, *, start: bool, budget: Budget | None = None
+) -> tuple[dict[str, Any] | None, list[Check]]:
+    budget = budget or Budget(BUDGET_SECONDS)
     try:
-        status = running_daemon(paths)
+        # Bounded: a daemon that holds the socket and does not answer is named as such.
+        status = running_daemon(paths, timeout=budget.take(CONTROL_PLANE_SECONDS))
         started = False
         if status is None and start:
             status = ensure_daemon(paths, start=True)
             started = True
+    except DaemonNotAnswering as exc:
+        # Its port is held, by this very daemon: the message says what to do.
+        return None, [Check("daemon", False, exc.message)]
     except BridgeError as exc:
         return None, [Check("daemon", False, exc.message, port_holder(configured_port()))]
     if status is None:
@@ -146,15 +188,26 @@ def credentials(status: dict[str, Any]) -> Check:
     )
 
 
-def control_plane(paths: Paths) -> list[Check]:
+def control_plane(
+    paths: Paths, status: Mapping[str, Any] | None = None, *, budget: Budget | None = None
+) -> list[Check]:
+    budget = budget or Budget(BUDGET_SECONDS)
+    url = printable((status or {}).get("control_plane_url", "the control plane"))
+    waited = budget.take(CONTROL_PLANE_SECONDS)
     try:
         answer = ControlClient(paths.control_socket).request(
-            "GET", "/v1/checks/control-plane", timeout=90
+            "GET", "/v1/checks/control-plane", timeout=waited
         )
+    except DaemonUnavailable as exc:
+        if exc.timed_out:
+            # The daemon answered its status a moment ago: what it waits on is the
+            # control plane. Look at it from here to say whether it is down or hung.
+            return [silent_control_plane(str(url), waited, budget)]
+        return [Check("control plane", False, f"the daemon did not answer: {exc.message}")]
     except BridgeError as exc:
         return [Check("control plane", False, f"the daemon did not answer: {exc.message}")]
     body: dict[str, Any] = answer.body if isinstance(answer.body, dict) else {}
-    url = printable(body.get("control_plane_url", "?"))
+    url = printable(body.get("control_plane_url", url))
     if not body.get("reachable"):
         return [
             Check(
@@ -166,11 +219,22 @@ def control_plane(paths: Paths) -> list[Check]:
             )
         ]
     if not body.get("accepted"):
+        message = str(body.get("message", ""))
+        if agent_auth_disabled(body.get("control_plane_status"), message):
+            return [
+                Check(
+                    "control plane",
+                    False,
+                    f"{url} answered that Agent Auth is not enabled for this LangSmith "
+                    f"organization (HTTP 403): 'oauth-bridge login' cannot work until it is",
+                    AGENT_AUTH_FIX,
+                )
+            ]
         return [
             Check(
                 "control plane",
                 False,
-                f"{url} refused: {printable(body.get('message', ''))}",
+                f"{url} refused: {printable(message)}",
                 "fix the daemon's credentials, then 'oauth-bridge stop'",
             )
         ]
@@ -197,6 +261,80 @@ def control_plane(paths: Paths) -> list[Check]:
                 )
             )
     return found
+
+
+def agent_auth_disabled(control_plane_status: object, message: str) -> bool:
+    """Say whether a refusal is LangSmith's "Agent Auth is not enabled for this organization".
+
+    The daemon's message carries the control plane's own detail, as its refusal does.
+    """
+    return control_plane_status == 403 and "not enabled" in message
+
+
+def silent_control_plane(url: str, waited: float, budget: Budget) -> Check:
+    """Say why the control plane gave the daemon no answer in time: down, or hung."""
+    fix = (
+        "check the URL (--control-plane, OAUTH_BRIDGE_CONTROL_PLANE_URL) and the proxy "
+        "(HTTPS_PROXY) the daemon was started with; if they are right, the control plane "
+        "itself is in trouble: try again later"
+    )
+    proxy = next((name for name in PROXY_VARIABLES if os.environ.get(name)), None)
+    if proxy is not None:
+        # Through a proxy, a connection from here says nothing of the daemon's.
+        return Check(
+            "control plane",
+            False,
+            f"{url} gave the daemon no answer within {waited:.1f}s (through the proxy in "
+            f"{proxy}): it is down or hung, or the proxy is",
+            fix,
+        )
+    reached = probe(url, budget.take(PROBE_SECONDS))
+    if reached is None:
+        return Check(
+            "control plane",
+            False,
+            f"{url} is hung: it accepts connections but gave no answer within {waited:.1f}s",
+            fix,
+        )
+    return Check("control plane", False, f"{url} cannot be reached: {reached}", fix)
+
+
+def probe(url: str, timeout: float) -> str | None:
+    """Connect to the URL's host and port; return why that failed, or None if it connected.
+
+    In a thread: a name look-up takes no timeout, and must not hold doctor up either.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "its URL has no valid port"
+    host = parts.hostname
+    if not host:
+        return "its URL names no host"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except TimeoutError:
+            outcome.append(f"no connection to {host}:{port} within {timeout:.1f}s")
+        except ConnectionRefusedError:
+            outcome.append(f"{host}:{port} refused the connection (nothing listens there)")
+        except socket.gaierror as exc:
+            outcome.append(f"cannot look up {host}: {exc.strerror or exc}")
+        except OSError as exc:
+            outcome.append(f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.1)
+    if not outcome:
+        return f"looking up {host} did not finish within {timeout:.1f}s"
+    return outcome[0]
 
 
 def browser(paths: Paths, *, timeout: float) -> Check:

@@ -42,6 +42,10 @@ _LISTEN_STREAM = re.compile(r"^(ListenStream=(?:127\.0\.0\.1|\[::1\])):\d+$", re
 # Where a port from the environment is handed on to the service (the user manager's
 # environment is not the installing shell's).
 _STATE_DIR_LINE = "Environment=OAUTH_BRIDGE_STATE_DIR=%h/.local/state/oauth-bridge\n"
+# The sandbox drop-in's one writable path: the state dir.
+_READ_WRITE_LINE = "ReadWritePaths=%h/.local/state/oauth-bridge\n"
+STATE_ENV = "OAUTH_BRIDGE_STATE_DIR"
+CONFIG_ENV = "OAUTH_BRIDGE_CONFIG"
 _MARKER = "# Written by `oauth-bridge install-service` (sha256 "
 _MARKER_NOTE = "# It refuses to overwrite or remove this file once edited, unless given --force.\n"
 
@@ -58,9 +62,87 @@ def unit_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "systemd" / "user"
 
 
-def state_dir() -> Path:
-    """Return the state dir the unit pins with OAUTH_BRIDGE_STATE_DIR (%h/.local/state/...)."""
+def default_state_dir() -> Path:
+    """The state dir the unit files are written with: %h/.local/state/oauth-bridge."""
     return Path.home() / ".local" / "state" / "oauth-bridge"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The state dir the tools use here, which the unit pins, and where that was said."""
+
+    path: Path
+    origin: str
+
+    @property
+    def is_default(self) -> bool:
+        return self.path == default_state_dir()
+
+
+class DirProblem(Exception):
+    """The state dir or config file named in the environment cannot go into a unit."""
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> StateDir:
+    """Resolve the state dir as the tools do: OAUTH_BRIDGE_STATE_DIR, else XDG_STATE_HOME's.
+
+    A systemd user service sees neither variable of the installing shell: the unit pins
+    the result, so that the service keeps its login store where the tools look for it.
+    """
+    env = os.environ if environ is None else environ
+    named = env.get(STATE_ENV, "")
+    if named:
+        return StateDir(_absolute(named, f"environment variable {STATE_ENV}"), STATE_ENV)
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg.strip():
+        # platformdirs' rule, which the tools follow (bridge.paths).
+        return StateDir(
+            _absolute(xdg, "environment variable XDG_STATE_HOME") / "oauth-bridge",
+            "XDG_STATE_HOME",
+        )
+    return StateDir(default_state_dir(), "the default")
+
+
+def tools_config_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The config file the tools (and so `serve`) read: OAUTH_BRIDGE_CONFIG, else the default.
+
+    Not bridge.paths.default_paths: that resolves the runtime dir too, which a shell
+    without XDG_RUNTIME_DIR (su, sudo: where install-service is told so) cannot.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    import platformdirs
+
+    from bridge.paths import APP_NAME
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def config_override(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file OAUTH_BRIDGE_CONFIG names, which the unit must name too, or None."""
+    env = os.environ if environ is None else environ
+    named = env.get(CONFIG_ENV, "")
+    return _absolute(named, f"environment variable {CONFIG_ENV}") if named else None
+
+
+def _absolute(value: str, origin: str) -> Path:
+    if not os.path.isabs(value):
+        raise DirProblem(
+            f"{origin} is {value!r}, a relative path: a service has its own working "
+            "directory, so give an absolute one"
+        )
+    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise DirProblem(f"{origin} holds a control character")
+    return Path(os.path.normpath(value))
+
+
+def _unit_value(value: str) -> str:
+    """Quote a value for a unit file: systemd expands % itself, and splits at blanks."""
+    value = value.replace("%", "%%")
+    if any(c in value for c in " \t\"\\'"):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
 
 
 # --- user namespaces --------------------------------------------------------
@@ -162,12 +244,10 @@ def configured_port(environ: Mapping[str, str] | None = None) -> Port:
     """Resolve the port as `serve` will: OAUTH_BRIDGE_PORT, else the config file's `port`."""
     import tomllib
 
-    from bridge.paths import default_paths
-
     env = os.environ if environ is None else environ
     if env.get(PORT_ENV, "") != "":
         return _check_port(env[PORT_ENV], f"environment variable {PORT_ENV}")
-    config_file = default_paths(dict(env)).config_file
+    config_file = tools_config_file(env)
     try:
         with config_file.open("rb") as handle:
             values = tomllib.load(handle)
@@ -190,19 +270,43 @@ def _check_port(value: object, origin: str) -> Port:
     return Port(number, origin)
 
 
-def render(name: str, port: Port | None = None) -> str:
-    """Return the unit file `name` as this command writes it, for the configured port."""
+def render(
+    name: str,
+    port: Port | None = None,
+    state: StateDir | None = None,
+    config: Path | None = None,
+) -> str:
+    """Return the unit file `name` as this command writes it.
+
+    For the configured port, the state dir the tools use, and the config file the
+    environment names (``config``; None: the default one, which the service finds itself).
+    """
     port = port or Port()
     body = _templates().joinpath(name).read_text(encoding="utf-8")
     body = body.replace(_PLACEHOLDER, exec_start())
     if name in SOCKETS:
         body = _LISTEN_STREAM.sub(rf"\g<1>:{port.number}", body)
-    if name == SERVICE and port.from_environment:
-        body = body.replace(
-            _STATE_DIR_LINE,
-            f"{_STATE_DIR_LINE}# The port given to install-service in {PORT_ENV}.\n"
-            f"Environment={PORT_ENV}={port.number}\n",
-        )
+    if name == SERVICE:
+        extra = ""
+        if port.from_environment:
+            extra += (
+                f"# The port given to install-service in {PORT_ENV}.\n"
+                f"Environment={PORT_ENV}={port.number}\n"
+            )
+        if config is not None:
+            extra += (
+                f"# The config file given to install-service in {CONFIG_ENV}.\n"
+                f"Environment={_unit_value(f'{CONFIG_ENV}={config}')}\n"
+            )
+        line = _STATE_DIR_LINE
+        if state is not None and not state.is_default:
+            line = (
+                f"# The state dir the tools use ({state.origin} at install-service).\n"
+                f"Environment={_unit_value(f'{STATE_ENV}={state.path}')}\n"
+            )
+        body = body.replace(_STATE_DIR_LINE, line + extra)
+    if name == SANDBOX and state is not None and not state.is_default:
+        body = body.replace(_READ_WRITE_LINE, f"ReadWritePaths={_unit_value(str(state.path))}\n")
     return f"{_MARKER}{_body_hash(body)})\n{_MARKER_NOTE}{body}"
 
 
@@ -272,18 +376,37 @@ def _format(command: Sequence[str]) -> str:
     return shlex.join(command)
 
 
+# What systemctl --user says without a user manager to talk to (su, sudo, cron, a
+# container): "Failed to connect to bus: No medium found", or, from systemd 254 on,
+# "Failed to connect to user scope bus via local transport: ...".
+_NO_USER_BUS = re.compile(r"Failed to connect to (?:user scope )?bus")
+
+NO_USER_BUS = (
+    "There is no user bus here, so systemctl --user cannot reach your user manager: run "
+    "install-service from a login session of your own (a desktop or SSH login, not su or "
+    "sudo), or run 'loginctl enable-linger $USER' and then run it again with "
+    "XDG_RUNTIME_DIR=/run/user/$(id -u) set."
+)
+
+
 def _run_commands(commands: Sequence[Sequence[str]], out: TextIO, err: TextIO) -> ExitCode:
+    """Run each systemctl command; a failure is PROBLEMS, install-service's "could not finish"."""
     if shutil.which("systemctl") is None:
         print("systemctl is not on PATH; run these yourself:", file=err)
         for command in commands:
             print(f"  {_format(command)}", file=err)
-        return ExitCode.FAILED
+        return ExitCode.PROBLEMS
     for command in commands:
         print(f"$ {_format(command)}", file=out, flush=True)
-        result = subprocess.run(list(command), check=False)
+        result = subprocess.run(list(command), check=False, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0 and _NO_USER_BUS.search(result.stderr or ""):
+            print(NO_USER_BUS, file=err)
+            return ExitCode.PROBLEMS
+        if result.stderr:
+            err.write(result.stderr)  # "Created symlink ...", or why it failed
         if result.returncode != 0:
             print(f"failed (exit {result.returncode}): {_format(command)}", file=err)
-            return ExitCode.FAILED
+            return ExitCode.PROBLEMS
     return ExitCode.OK
 
 
@@ -346,9 +469,16 @@ def run(args: argparse.Namespace) -> int:
         )
         return ExitCode.USAGE
 
+    try:
+        state, config = state_dir(), config_override()
+    except DirProblem as exc:
+        print(f"Refusing: {exc}.", file=err)
+        return ExitCode.USAGE
+
     directory = unit_dir()
     changes = [
-        _Change(directory / name, render(name, port), _read(directory / name)) for name in names
+        _Change(directory / name, render(name, port, state, config), _read(directory / name))
+        for name in names
     ]
 
     if args.dry_run:
@@ -373,7 +503,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote:     {change.path}", file=out)
     if args.sandbox:
         # The drop-in's ReadWritePaths= must exist before the service starts.
-        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        state.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not state.is_default:
+        print(f"state dir: {state.path} (from {state.origin}, as the tools use it)", file=out)
+    if config is not None:
+        print(f"config:    {config} (from {CONFIG_ENV})", file=out)
     if args.socket and port.number != DEFAULT_PORT:
         print(
             f"listening on 127.0.0.1:{port.number} and [::1]:{port.number} ({port.origin})",
@@ -401,26 +535,79 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+@dataclass(frozen=True)
+class Credential:
+    """One credential of the daemon: the shell's variable, and the config key a unit needs."""
+
+    variable: str
+    key: str
+    line: str  # what to write in the config file
+    needs_a_file: bool
+
+
+CREDENTIALS = (
+    Credential("LANGSMITH_API_KEY", "api_key_file", 'api_key_file = "api-key"', True),
+    Credential(
+        "OAUTH_BRIDGE_BEARER_TOKEN", "bearer_token_file", 'bearer_token_file = "bearer-token"', True
+    ),
+    Credential("LANGSMITH_WORKSPACE_ID", "workspace_id", "workspace_id = {value}", False),
+)
+
+
+def lacking_credentials(
+    values: Mapping[str, object], environ: Mapping[str, str]
+) -> list[tuple[Credential, str]]:
+    """Each credential the service will lack, with the line that gives it.
+
+    The service sees the config file and not the shell: a credential the shell has and
+    the file does not is lost; and without an API key or a bearer token in the file,
+    LangSmith refuses every login, whatever the shell has.
+    """
+    import json
+
+    api_key, bearer, _ = CREDENTIALS
+    has_one = any(values.get(c.key) for c in (api_key, bearer))
+    lacking = []
+    for credential in CREDENTIALS:
+        if values.get(credential.key):
+            continue
+        in_shell = bool(environ.get(credential.variable))
+        if not in_shell and not (credential is api_key and not has_one):
+            continue
+        # A workspace id is no secret: its line can carry the shell's own. A key's or a
+        # token's value is never read here.
+        value = "<your workspace id>"
+        if not credential.needs_a_file:
+            value = environ.get(credential.variable) or value
+        lacking.append((credential, credential.line.format(value=json.dumps(value))))
+    return lacking
+
+
 def _print_credentials_hint(out: TextIO, environ: Mapping[str, str] | None = None) -> None:
-    """Say where a service's credential must come from when no config file names one."""
+    """Name each credential the service will lack, and the config line that gives it."""
     import tomllib
 
-    from bridge.paths import default_paths
-
-    config_file = default_paths(dict(os.environ if environ is None else environ)).config_file
+    env = os.environ if environ is None else environ
+    config_file = tools_config_file(env)
     try:
         with config_file.open("rb") as handle:
-            values = tomllib.load(handle)
+            values: dict[str, object] = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError):
         values = {}
-    if values.get("api_key_file") or values.get("bearer_token_file"):
+    lacking = lacking_credentials(values, env)
+    if not lacking:
         return
     print(
-        "A service does not see your shell's LANGSMITH_API_KEY: put the key in a file "
-        f"(chmod 600) and name it in {config_file}:",
+        "A service does not see your shell's environment: it reads its credentials from "
+        f"{config_file}, which lacks:",
         file=out,
     )
-    print('  api_key_file = "api-key"    # relative to the config file', file=out)
+    for credential, line in lacking:
+        how = "put it in a file (chmod 600) and add" if credential.needs_a_file else "add"
+        print(f"  {credential.variable}: {how}", file=out)
+        print(f"    {line}", file=out)
+    if any(credential.needs_a_file for credential, _ in lacking):
+        print("  (a file's path may be relative to the config file)", file=out)
 
 
 def _logins_under_way() -> int | None:

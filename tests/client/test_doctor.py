@@ -6,8 +6,13 @@ import asyncio
 import json
 import socket
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest
+from aiohttp import web
 
 from bridge.client.reach import Files, decide
 from bridge.paths import Paths, read_daemon_json
@@ -245,3 +250,84 @@ def test_wsl_codespaces_and_dev_containers_get_their_own_advice() -> None:
         for advice in (wsl, codespace, container, vscode_container)
     )
     assert advice_for({"DISPLAY": ":0"}) == ""
+
+
+# -- Agent Auth off, a control plane down or hung: advice that fits, in bounded time ----
+
+
+async def test_agent_auth_not_enabled_gets_the_admins_advice_not_the_credentials(
+    cli_env: dict[str, str], control_plane: ControlPlaneDouble
+) -> None:
+    control_plane.agent_auth_enabled = False
+
+    code, report = await doctor(cli_env)
+
+    check = by_name(report)["control plane"]
+    assert (code, check["ok"]) == (1, False)
+    assert "Agent Auth is not enabled" in check["detail"]
+    assert "admin" in check["fix"]
+    assert "oauth-bridge expect --auth-url -" in check["fix"]
+    assert "credentials" not in check["fix"]
+
+
+@pytest.fixture
+async def silent_control_plane() -> AsyncIterator[str]:
+    """A real HTTP server that takes every request and never answers it: a hung control plane."""
+    gone = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        await gone.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", never)
+    runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    gone.set()
+    await runner.cleanup()
+
+
+# Everything doctor checks but --browser: under this in all, a daemon start included.
+DOCTOR_SECONDS = 5.0
+
+
+async def timed_doctor(env: dict[str, str], *args: str) -> tuple[float, int, dict[str, Any]]:
+    began = time.monotonic()
+    code, report = await doctor(env, *args)
+    return time.monotonic() - began, code, report
+
+
+async def test_a_hung_control_plane_is_named_so_within_5_seconds(
+    cli_env: dict[str, str], silent_control_plane: str
+) -> None:
+    env = {**cli_env, "OAUTH_BRIDGE_CONTROL_PLANE_URL": silent_control_plane}
+
+    took, code, report = await timed_doctor(env)  # it starts the daemon too
+
+    check = by_name(report)["control plane"]
+    assert (code, check["ok"]) == (1, False)
+    assert "is hung" in check["detail"], check
+    assert silent_control_plane in check["detail"]
+    assert took < DOCTOR_SECONDS, f"doctor took {took:.1f}s"
+
+
+async def test_a_control_plane_that_is_down_is_named_so_within_5_seconds(
+    cli_env: dict[str, str],
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        env = {
+            **cli_env,
+            "OAUTH_BRIDGE_CONTROL_PLANE_URL": f"http://127.0.0.1:{closed.getsockname()[1]}",
+        }
+
+        took, code, report = await timed_doctor(env)
+
+    check = by_name(report)["control plane"]
+    assert (code, check["ok"]) == (1, False)
+    assert "cannot be reached" in check["detail"]
+    assert "refused" in check["detail"]
+    assert took < DOCTOR_SECONDS, f"doctor took {took:.1f}s"

@@ -215,3 +215,28 @@ def test_a_bare_string_of_scopes_is_a_type_error(tmp_path: Path) -> None:
             force_new=False,
             ttl_seconds=60,
         )
+
+
+def test_a_bad_config_is_exit_2_for_login_as_the_docs_say(
+    cli_env: dict[str, str], paths: Paths
+) -> None:
+    paths.config_file.write_text('port = "x"\n', encoding="utf-8")
+
+    result = cli(cli_env, "login", "--provider", "github", "--scope", "repo", "--json")
+
+    assert result.returncode == 2, result.stderr
+    assert json.loads(result.stdout)["error"] == "usage"
+    assert "key 'port'" in result.stderr
+
+
+def test_a_credential_with_a_non_ascii_character_is_a_clear_error(
+    cli_env: dict[str, str],
+) -> None:
+    env = {**cli_env, "LANGSMITH_API_KEY": "k\u00e9y"}
+
+    result = cli(env, "login", "--provider", "github", "--scope", "repo", "--json")
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "k\u00e9y" not in result.stderr + result.stdout
+    assert json.loads(result.stdout)["error"] == "usage"

@@ -14,7 +14,8 @@ import pytest
 
 from bridge.cli import build_parser
 from bridge.client.transport import ControlClient
-from bridge.paths import Paths
+from bridge.errors import ExitCode
+from bridge.paths import Paths, default_paths
 from bridge.service import install as install_service
 from bridge.service.install import (
     SANDBOX,
@@ -453,6 +454,8 @@ def test_install_says_where_the_services_credential_must_come_from(
 ) -> None:
     config = tmp_path / "config.toml"
     monkeypatch.setenv("OAUTH_BRIDGE_CONFIG", str(config))
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
     install("--socket")
     without = capsys.readouterr().out
@@ -460,7 +463,8 @@ def test_install_says_where_the_services_credential_must_come_from(
     install("--socket", "--force")
     named = capsys.readouterr().out
 
-    assert f"name it in {config}" in without
+    assert f"reads its credentials from {config}, which lacks:" in without
+    assert 'api_key_file = "api-key"' in without
     assert "LANGSMITH_API_KEY" not in named
 
 
@@ -531,3 +535,158 @@ async def test_enable_leaves_a_daemon_with_a_login_under_way_and_says_what_to_ru
     err = capsys.readouterr().err
     assert "1 login(s) under way" in err
     assert "systemctl --user try-restart oauth-bridge.service" in err
+
+
+# --- what the service will lack, where it keeps its state, and no user bus ----------
+
+CREDENTIAL_VARIABLES = ("LANGSMITH_API_KEY", "LANGSMITH_WORKSPACE_ID", "OAUTH_BRIDGE_BEARER_TOKEN")
+
+
+@pytest.fixture
+def shell_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A shell with all three credentials in its environment, and an empty config file."""
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-the-shells-key")
+    monkeypatch.setenv("LANGSMITH_WORKSPACE_ID", "ws-of-the-shell")
+    monkeypatch.setenv("OAUTH_BRIDGE_BEARER_TOKEN", "the-shells-bearer")
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    monkeypatch.setenv("OAUTH_BRIDGE_CONFIG", str(config))
+    return config
+
+
+@pytest.mark.usefixtures("home")
+def test_install_names_every_credential_the_service_will_lack(
+    shell_credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert install() == 0
+
+    out = capsys.readouterr().out
+    hint = out[out.index("A service does not see your shell's environment") :]
+    for variable in CREDENTIAL_VARIABLES:
+        assert f"  {variable}: " in hint
+    assert 'api_key_file = "api-key"' in hint
+    assert 'bearer_token_file = "bearer-token"' in hint
+    assert 'workspace_id = "ws-of-the-shell"' in hint  # no secret: the shell's own id
+    assert "lsv2-the-shells-key" not in out
+    assert "the-shells-bearer" not in out
+
+
+@pytest.mark.usefixtures("home")
+def test_a_credential_the_config_file_gives_is_not_named(
+    shell_credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell_credentials.write_text('api_key_file = "api-key"\nworkspace_id = "ws-of-the-shell"\n')
+
+    assert install() == 0
+
+    out = capsys.readouterr().out
+    assert "  OAUTH_BRIDGE_BEARER_TOKEN: " in out  # the shell has it, the file does not
+    assert "LANGSMITH_API_KEY" not in out
+    assert "LANGSMITH_WORKSPACE_ID" not in out
+
+
+@pytest.mark.usefixtures("home")
+def test_nothing_is_said_when_the_config_file_gives_them_all(
+    shell_credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell_credentials.write_text(
+        'api_key_file = "k"\nbearer_token_file = "b"\nworkspace_id = "ws-of-the-shell"\n'
+    )
+
+    assert install() == 0
+
+    assert "does not see your shell's environment" not in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("userns_ok")
+def test_the_unit_keeps_its_state_where_the_tools_do_under_xdg_state_home(
+    home: Path,
+    unit_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("OAUTH_BRIDGE_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "my state"))
+    tools_state = default_paths().state_dir  # what the tools use: platformdirs' answer
+
+    assert install("--sandbox") == 0
+
+    expected = tmp_path / "my state" / "oauth-bridge"
+    assert tools_state == expected
+    service = (unit_dir / SERVICE).read_text()
+    assert f'Environment="OAUTH_BRIDGE_STATE_DIR={expected}"\n' in service
+    assert "%h/.local/state" not in service
+    assert f'ReadWritePaths="{expected}"\n' in (unit_dir / SANDBOX).read_text()
+    assert expected.stat().st_mode & 0o777 == 0o700  # made for the sandbox's ReadWritePaths=
+    assert not (home / ".local" / "state").exists()
+    assert f"state dir: {expected} (from XDG_STATE_HOME" in capsys.readouterr().out
+    # systemd reads the quoted value back as the one path.
+    result = analyze("verify", str(unit_dir / SERVICE))
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.usefixtures("home")
+def test_oauth_bridge_state_dir_is_pinned_too_and_a_relative_one_refused(
+    unit_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("OAUTH_BRIDGE_STATE_DIR", str(tmp_path / "pinned"))
+
+    assert install() == 0
+    assert f"Environment=OAUTH_BRIDGE_STATE_DIR={tmp_path / 'pinned'}\n" in (
+        (unit_dir / SERVICE).read_text()
+    )
+
+    monkeypatch.setenv("OAUTH_BRIDGE_STATE_DIR", "state")
+    assert install("--force") == 2
+    assert "relative path" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("home")
+def test_the_default_state_dir_keeps_the_units_as_they_were(
+    unit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OAUTH_BRIDGE_STATE_DIR", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("OAUTH_BRIDGE_CONFIG", raising=False)
+
+    assert install() == 0
+
+    assert (unit_dir / SERVICE).read_text() == render(SERVICE)
+
+
+@pytest.fixture
+def no_user_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A systemctl that answers as the real one does under su or sudo: no user bus."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "systemctl.calls"
+    script = bin_dir / "systemctl"
+    script.write_text(
+        f'#!/bin/sh\necho "$*" >> "{calls}"\n'
+        'echo "Failed to connect to bus: No medium found" >&2\nexit 1\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+@pytest.mark.usefixtures("home")
+def test_no_user_bus_is_said_in_one_sentence_and_exits_could_not_finish(
+    no_user_bus: Path, unit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = install("--enable")
+
+    assert code == 1
+    assert code == ExitCode.PROBLEMS
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one sentence, one line
+    assert "no user bus" in err
+    assert "loginctl enable-linger" in err
+    assert "login session" in err
+    assert no_user_bus.read_text() == "--user daemon-reload\n"  # it stopped there
+    assert (unit_dir / SERVICE).exists()  # the files are written: the rerun finishes
