@@ -507,13 +507,17 @@ async def complete(request: web.Request) -> web.Response:
             f"this is not a callback address of this oauth-bridge: expected "
             f"{bridge.url}/callback/<provider>?code=...&state=...",
         )
-    outcome = await handle_callback(
-        logins=bridge.logins,
-        control_plane=bridge.control_plane,
-        agent_auth=bridge.agent_auth,
-        provider_id=parts[2],
-        params=url.query,
-        wait_seconds=bridge.callback_wait_seconds + REPEAT_WAIT_MARGIN,
+    # Shielded: a paste whose tool goes away mid-way must still consume and forward
+    # exactly as the browser's would (the control socket cancels a gone caller's handler).
+    outcome = await asyncio.shield(
+        handle_callback(
+            logins=bridge.logins,
+            control_plane=bridge.control_plane,
+            agent_auth=bridge.agent_auth,
+            provider_id=parts[2],
+            params=url.query,
+            wait_seconds=bridge.callback_wait_seconds + REPEAT_WAIT_MARGIN,
+        )
     )
     if outcome.reason in NOT_NOW:
         not_now: Refusal = "stopping" if outcome.reason == "stopping" else "no_resources"

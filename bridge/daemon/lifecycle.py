@@ -206,6 +206,10 @@ class Daemon:
                     create_control_app(bridge),
                     access_log_class=AccessLogger,
                     handle_signals=False,
+                    # A tool that went away (Ctrl-C, a killed process) takes its request
+                    # with it: a login it was starting is dropped, not registered for no
+                    # one, and a dead control plane is not retried on its behalf.
+                    handler_cancellation=True,
                     shutdown_timeout=settings.shutdown_grace_seconds,
                     # Closes a connection that sends no complete request head in time,
                     # at its start as between requests (aiohttp's default is an hour).

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from bridge.client import AsyncBridge, Bridge, ControlPlaneRefused
+from bridge.client.transport import ControlClient
 from bridge.paths import Paths, read_daemon_json
 from tests.client.test_cli import cli, spawn
 from tests.client.test_login import until
@@ -240,3 +241,36 @@ def test_a_credential_with_a_non_ascii_character_is_a_clear_error(
     assert "Traceback" not in result.stderr
     assert "k\u00e9y" not in result.stderr + result.stdout
     assert json.loads(result.stdout)["error"] == "usage"
+
+
+async def test_a_start_whose_tool_went_away_is_dropped_not_registered(
+    daemon: DaemonProcess, control_plane: ControlPlaneDouble, paths: Paths
+) -> None:
+    control_plane.authenticate_gate = asyncio.Event()
+    body = json.dumps({"provider_id": "github", "scopes": ["repo"]}).encode()
+    request = (
+        b"POST /v1/logins HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    _, writer = await asyncio.open_unix_connection(str(paths.control_socket))
+    writer.write(request)
+    await writer.drain()
+    await asyncio.wait_for(control_plane.authenticating.wait(), 10)
+    writer.close()  # the tool is gone (Ctrl-C) while LangSmith takes its time
+    await writer.wait_closed()
+    control_plane.authenticating.clear()
+
+    def second() -> str:
+        return Bridge(start=False, paths=paths).login("github", ["repo"], callback="loopback").id
+
+    kept = asyncio.create_task(asyncio.to_thread(second))
+    await asyncio.wait_for(control_plane.authenticating.wait(), 10)
+    control_plane.authenticate_gate.set()
+    kept_id = await kept
+    listed = await asyncio.to_thread(
+        ControlClient(paths.control_socket).request, "GET", "/v1/logins"
+    )
+
+    assert [login["id"] for login in listed.body["logins"]] == [kept_id]
+    assert len(control_plane.auth_requests) == 1  # the first was never made
