@@ -68,6 +68,9 @@ def start_login(guest: Guest) -> tuple[subprocess.Popen[str], str]:
     proc = guest.spawn(
         "login", "--provider", "github", "--scope", "repo", "--no-open", "--json",
         "--timeout", "50", "--force-new",
+        # The browser is the test, on this machine's loopback: not what a headless
+        # container's auto rule would pick (LangSmith's own page).
+        "--callback", "loopback",
     )  # fmt: skip
 
     def started() -> dict[str, str] | None:
