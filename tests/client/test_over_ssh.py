@@ -180,3 +180,58 @@ async def test_the_documented_ssh_forward_carries_a_loopback_login_to_the_far_da
         True,
     )
     assert len(control_plane.calls) == 1  # forwarded by the far daemon, through -R
+
+
+# In a network namespace of its own (a container's): the daemon on its loopback, and a
+# non-loopback address there (the container's own, which a runtime's published port
+# reaches; on lo, for want of a dummy device here).
+PUBLISHED = r"""
+set -e
+ip link set lo up
+ip addr add 198.18.0.1/32 dev lo
+"$PYTHON" -m bridge serve --port 8765 >"$RUN/serve.log" 2>&1 &
+daemon=$!
+"$PYTHON" - <<'PY'
+import json, os, socket, time
+deadline = time.monotonic() + 20
+while not os.path.exists(os.environ["RUN"] + "/run/daemon.json"):
+    assert time.monotonic() < deadline, open(os.environ["RUN"] + "/serve.log").read()
+    time.sleep(0.01)  # a poll for the daemon's readiness file, bounded by the deadline
+for host in ("127.0.0.1", "198.18.0.1"):
+    try:
+        socket.create_connection((host, 8765), timeout=5).close()
+        print(host, "reached")
+    except OSError:
+        print(host, "refused")
+PY
+kill "$daemon"
+"""
+
+
+def test_a_published_port_does_not_reach_the_daemon_only_a_loopback_forward_does(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("a network namespace of its own needs root (CI runs as root)")
+    env = {
+        **cli_env,
+        "PYTHON": sys.executable,
+        "RUN": str(tmp_path),
+        "OAUTH_BRIDGE_RUNTIME_DIR": str(tmp_path / "run"),
+        "OAUTH_BRIDGE_STATE_DIR": str(tmp_path / "state"),
+    }
+
+    result = subprocess.run(
+        ["unshare", "--net", "sh", "-c", PUBLISHED],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    # What a container runtime publishes reaches the container's own address: the
+    # daemon is not there. Only a forward to its loopback (ssh -L above, VS Code's) is.
+    assert result.stdout.splitlines() == ["127.0.0.1 reached", "198.18.0.1 refused"]
