@@ -10,8 +10,10 @@ does, so there such a tunnel is refused too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,6 +48,8 @@ def own_user_only(
     # The effective uid: the uid column of /proc/net/tcp is the one a socket was made with.
     allowed = frozenset({effective_uid() if uid is None else uid, ROOT})
     last_logged: float | None = None
+    # Connections whose peer was found to be allowed; gone with their transport.
+    served: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = weakref.WeakKeyDictionary()
     unlogged = 0
 
     @web.middleware
@@ -53,6 +57,11 @@ def own_user_only(
         nonlocal last_logged, unlogged
         prefix = guarded_prefix(request)
         if prefix is None:
+            return await handler(request)
+        transport = request.transport
+        if transport is not None and transport in served:
+            # A socket's owner is fixed when it is made: one look-up a connection, not one
+            # a request (a kept-alive browser, or a flood of strays, pays it once).
             return await handler(request)
         owner = await peer_uid(request, lookup)
         if owner is None:
@@ -65,6 +74,8 @@ def own_user_only(
                 )
             return await handler(request)
         if owner in allowed:
+            if transport is not None:
+                served[transport] = owner
             return await handler(request)
         # Another user could fill the log with refusals: one line a second at most. Only
         # the prefix: a /go/ address is a secret.

@@ -291,3 +291,19 @@ async def test_refusals_are_logged_without_the_address_and_at_most_one_a_second(
         " 2 more since the last such line"
     ]
     assert "secret" not in caplog.text
+
+
+async def test_a_kept_alive_connection_is_looked_up_once_and_a_new_one_again() -> None:
+    import aiohttp
+
+    calls: list[tuple[tuple[str, int], tuple[str, int]]] = []
+    async with guarded_app(uid=DAEMON_UID, lookup=saying(DAEMON_UID, calls)) as app:
+        async with aiohttp.ClientSession() as browser:  # one kept-alive connection
+            for _ in range(3):
+                async with browser.get(f"http://127.0.0.1:{app.port}/callback/github") as r:
+                    assert r.status == 200
+        async with aiohttp.ClientSession() as another:
+            async with another.get(f"http://127.0.0.1:{app.port}/go/x") as r:
+                assert r.status in (200, 404)
+
+    assert len(calls) == 2  # one a connection, not one a request
