@@ -302,8 +302,10 @@ async def test_a_kept_alive_connection_is_looked_up_once_and_a_new_one_again() -
             for _ in range(3):
                 async with browser.get(f"http://127.0.0.1:{app.port}/callback/github") as r:
                     assert r.status == 200
-        async with aiohttp.ClientSession() as another:
-            async with another.get(f"http://127.0.0.1:{app.port}/go/x") as r:
-                assert r.status in (200, 404)
+        async with (
+            aiohttp.ClientSession() as another,
+            another.get(f"http://127.0.0.1:{app.port}/go/x") as r,
+        ):
+            assert r.status in (200, 404)
 
     assert len(calls) == 2  # one a connection, not one a request
