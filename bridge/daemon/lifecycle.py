@@ -28,7 +28,7 @@ from bridge.daemon.listeners import Listeners, bind_control, bind_http
 from bridge.daemon.logs import AccessLogger, BadRequestLines, client_fault, printable
 from bridge.daemon.pages import render
 from bridge.daemon.services import Services, open_services
-from bridge.daemon.systemd import Notifier, inherited_sockets
+from bridge.daemon.systemd import Notifier
 from bridge.errors import BridgeError, DaemonUnavailable, UsageError
 from bridge.paths import (
     Paths,
@@ -37,8 +37,8 @@ from bridge.paths import (
     read_daemon_json,
     write_daemon_json,
 )
+from bridge.platform import SERVICE_MANAGER, service_sockets, stop_signals, try_lock
 from bridge.platform import harden_process as system_harden_process
-from bridge.platform import stop_signals, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -104,36 +104,48 @@ def _flock(path: Path, held: list[IO[str]]) -> bool:
     return True
 
 
+# Where the sockets a service manager hands us are configured, and how they should read.
+_SOCKETS_SETTING = {
+    "systemd": ("ListenStream= in oauth-bridge.socket", "127.0.0.1:PORT and [::1]:PORT"),
+    "launchd": (
+        "Sockets in ~/Library/LaunchAgents/oauth-bridge.plist",
+        "SockNodeName 127.0.0.1 and ::1",
+    ),
+}
+
+
 def open_listeners(config: Config, paths: Paths) -> Listeners:
-    """Adopt systemd's sockets when it passed us some, else bind our own."""
-    passed = inherited_sockets()
+    """Adopt the sockets systemd or launchd holds for us when it passed some, else bind our own."""
+    passed = service_sockets()
     settings = config.settings
+    manager = SERVICE_MANAGER
+    setting, shape = _SOCKETS_SETTING.get(manager, ("its socket settings", "loopback only"))
     if passed:
         http = passed.get("http", [])
         if not http:
-            raise DaemonUnavailable("systemd passed no TCP socket named 'http'")
+            raise DaemonUnavailable(f"{manager} passed no TCP socket named 'http'")
         for sock in http:
             if sock.family not in (socket.AF_INET, socket.AF_INET6):
                 raise UsageError(
-                    "systemd passed a socket named 'http' that is not a TCP socket: fix "
-                    "ListenStream= in oauth-bridge.socket (127.0.0.1:PORT and [::1]:PORT)"
+                    f"{manager} passed a socket named 'http' that is not a TCP socket: fix "
+                    f"{setting} ({shape})"
                 )
             address = str(sock.getsockname()[0])
             if not ipaddress.ip_address(address).is_loopback:
                 # An edited unit (ListenStream=0.0.0.0:8765) must not put logins on the LAN.
                 raise UsageError(
-                    f"systemd passed a socket on {address}, which is not loopback: "
-                    "oauth-bridge listens on 127.0.0.1 and ::1 only; fix ListenStream= "
-                    "in oauth-bridge.socket"
+                    f"{manager} passed a socket on {address}, which is not loopback: "
+                    f"oauth-bridge listens on 127.0.0.1 and ::1 only; fix {setting}"
                 )
         control = passed.get("control", [])
         hosts = [str(s.getsockname()[0]) for s in http]
         port = int(http[0].getsockname()[1])
         if settings.port not in (0, port):
             log.warning(
-                "systemd passed sockets on port %d, but the configured port is %d: callbacks "
+                "%s passed sockets on port %d, but the configured port is %d: callbacks "
                 "are served on %d; run 'oauth-bridge install-service --socket --enable' again "
                 "to move the socket units to the configured port",
+                manager,
                 port,
                 settings.port,
                 port,
@@ -274,7 +286,7 @@ class Daemon:
             __version__,
             bridge.url,
             self.paths.control_socket,
-            " (sockets from systemd)" if listeners.adopted else "",
+            f" (sockets from {SERVICE_MANAGER})" if listeners.adopted else "",
         )
 
         def status() -> None:

@@ -68,9 +68,9 @@ def own_user_only(
             if not CannotTell.warned:
                 CannotTell.warned = True
                 log.warning(
-                    "cannot tell which local user opened a browser connection (no readable "
-                    "/proc/self/net/tcp, or a peer not on this machine's loopback): serving "
-                    "as before, to every local user"
+                    "cannot tell which local user opened a browser connection (this system "
+                    "does not show it, no readable /proc/self/net/tcp, or a peer not on this "
+                    "machine's loopback): serving as before, to every local user"
                 )
             return await handler(request)
         if owner in allowed:

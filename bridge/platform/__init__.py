@@ -1,8 +1,9 @@
 """What differs between systems, chosen once by ``sys.platform`` (as platformdirs does).
 
 Each module holds only its system: ``linux`` (AF_UNIX control socket, SO_PEERCRED, flock,
-fdatasync), ``windows`` (a per-user named pipe, its client's and server's SIDs,
-msvcrt.locking, fsync) and ``macos``. Call sites import from here and never test
+fdatasync, systemd's sockets), ``macos`` (the same socket with LOCAL_PEERCRED, F_FULLFSYNC,
+launchd's sockets) and ``windows`` (a per-user named pipe, its client's and server's
+SIDs, msvcrt.locking, fsync); ``posix`` is what the first two share. Call sites import from here and never test
 ``sys.platform`` themselves. Standard library only: a tool's process imports this.
 
     from bridge import platform as system
@@ -14,6 +15,7 @@ msvcrt.locking, fsync) and ``macos``. Call sites import from here and never test
     system.own_identity()                 # this process's uid or SID
     system.try_lock(handle) / system.lock(handle)   # exclusive, whole-file, advisory
     system.sync_file(fd)                  # the file's data on disk
+    system.service_sockets()              # listeners systemd or launchd holds for us, or None
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if sys.platform == "win32":
         CANCEL_SIGNALS,
         NAME,
         NOFOLLOW,
+        SERVICE_MANAGER,
         SERVICE_MODULE,
         check_parents,
         check_private_dir,
@@ -49,6 +52,37 @@ if sys.platform == "win32":
         peer_identity,
         process_exited,
         same_user,
+        service_sockets,
+        stop_signals,
+        sync_file,
+        tcp_listener_owner,
+        tcp_peer_owner,
+        try_lock,
+    )
+elif sys.platform.startswith("linux"):
+    from bridge.platform.linux import (
+        CANCEL_SIGNALS,
+        NAME,
+        NOFOLLOW,
+        SERVICE_MANAGER,
+        SERVICE_MODULE,
+        check_parents,
+        check_private_dir,
+        connect,
+        control_address,
+        control_exists,
+        detached,
+        effective_uid,
+        harden_process,
+        listen_control,
+        lock,
+        open_connection,
+        open_for_sync,
+        own_identity,
+        peer_identity,
+        process_exited,
+        same_user,
+        service_sockets,
         stop_signals,
         sync_file,
         tcp_listener_owner,
@@ -56,16 +90,11 @@ if sys.platform == "win32":
         try_lock,
     )
 elif sys.platform == "darwin":
-    # bridge/platform/macos.py (control socket, LOCAL_PEERCRED, F_FULLFSYNC) is being
-    # written; until it provides the whole seam, say so in one sentence.
-    raise UnsupportedPlatform(
-        "oauth-bridge does not run on macOS yet (bridge.platform.macos is not complete)"
-    )
-elif sys.platform.startswith("linux"):
-    from bridge.platform.linux import (
+    from bridge.platform.macos import (
         CANCEL_SIGNALS,
         NAME,
         NOFOLLOW,
+        SERVICE_MANAGER,
         SERVICE_MODULE,
         check_parents,
         check_private_dir,
@@ -83,6 +112,7 @@ elif sys.platform.startswith("linux"):
         peer_identity,
         process_exited,
         same_user,
+        service_sockets,
         stop_signals,
         sync_file,
         tcp_listener_owner,
@@ -90,12 +120,15 @@ elif sys.platform.startswith("linux"):
         try_lock,
     )
 else:
-    raise UnsupportedPlatform(f"oauth-bridge runs on Linux and Windows, not on {sys.platform}")
+    raise UnsupportedPlatform(
+        f"oauth-bridge runs on Linux, macOS and Windows, not on {sys.platform}"
+    )
 
 __all__ = [
     "CANCEL_SIGNALS",
     "NAME",
     "NOFOLLOW",
+    "SERVICE_MANAGER",
     "SERVICE_MODULE",
     "UnsupportedPlatform",
     "check_parents",
@@ -114,6 +147,7 @@ __all__ = [
     "peer_identity",
     "process_exited",
     "same_user",
+    "service_sockets",
     "stop_signals",
     "sync_file",
     "tcp_listener_owner",

@@ -1,9 +1,11 @@
-"""What oauth-bridge needs of macOS: peer credentials, durable writes, launchd's sockets, paths.
+"""macOS: LOCAL_PEERCRED, F_FULLFSYNC, launchd's sockets, 104-byte socket paths; the rest is POSIX.
 
-Standard library only: tools' processes import this too. Each system call is a thin
-wrapper over a pure function (``parse_xucred``, ``check_socket_path``) that the tests
-drive on Linux, and the native library ``launch_activate_socket`` calls is injectable,
-so a stub built from ``tests/macos/stub/launch_stub.c`` stands in for libSystem.
+The control socket, flock, signals and the 0700 dirs are ``posix``'s, as on Linux; what
+differs is here. Standard library only: tools' processes import this too. Each system
+call is a thin wrapper over a pure function (``parse_xucred``, ``check_socket_path``)
+that the tests drive on Linux, and the native library ``launch_activate_socket`` calls
+is injectable, so a stub built from ``tests/macos/stub/launch_stub.c`` stands in for
+libSystem.
 """
 
 from __future__ import annotations
@@ -16,11 +18,40 @@ import socket
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bridge.errors import UnsafeRuntimeDir
+from bridge.platform import posix
+from bridge.platform.posix import (
+    CANCEL_SIGNALS,
+    NOFOLLOW,
+    check_parents,
+    check_private_dir,
+    control_address,
+    control_exists,
+    detached,
+    effective_uid,
+    lock,
+    open_connection,
+    open_for_sync,
+    own_identity,
+    same_user,
+    stop_signals,
+    try_lock,
+)
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
+    "CANCEL_SIGNALS",
     "F_FULLFSYNC",
     "LOCAL_PEERCRED",
+    "NAME",
+    "NOFOLLOW",
+    "OPEN_MAX",
+    "SERVICE_MANAGER",
+    "SERVICE_MODULE",
     "SOL_LOCAL",
     "SUN_PATH_MAX",
     "XUCRED_SIZE",
@@ -28,16 +59,41 @@ __all__ = [
     "NotLaunchedByLaunchd",
     "PeerCredentialsError",
     "SocketPathTooLong",
+    "check_parents",
+    "check_private_dir",
     "check_socket_path",
+    "connect",
+    "control_address",
+    "control_exists",
     "default_runtime_dir",
+    "detached",
+    "effective_uid",
+    "harden_process",
     "launch_activate_socket",
     "launchd_sockets",
+    "listen_control",
+    "lock",
+    "open_connection",
+    "open_for_sync",
+    "own_identity",
     "parse_xucred",
     "peer_identity",
     "peer_uid",
+    "process_exited",
+    "same_user",
+    "service_sockets",
+    "stop_signals",
     "sync_file",
+    "tcp_listener_owner",
+    "tcp_peer_owner",
+    "try_lock",
 ]
 
+NAME = "macos"
+# What install-service runs: the LaunchAgent.
+SERVICE_MODULE = "bridge.service.launchd_run"
+# Who may hand the daemon its listening sockets, and where they are configured.
+SERVICE_MANAGER = "launchd"
 APP_NAME = "oauth-bridge"
 
 # --- the peer of a Unix socket: LOCAL_PEERCRED --------------------------------
@@ -86,14 +142,6 @@ def peer_uid(sock: socket.socket) -> int:
     """Return the effective uid of the process at the other end of a connected AF_UNIX socket."""
     data = sock.getsockopt(SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE)
     return parse_xucred(data)
-
-
-def peer_identity(transport: Any) -> int | None:
-    """Return the uid at the other end of a control connection, as ``bridge.platform`` names it."""
-    sock = transport.get_extra_info("socket") if transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    return peer_uid(sock)
 
 
 # --- durable writes: F_FULLFSYNC -------------------------------------------------
@@ -240,3 +288,101 @@ def check_socket_path(path: Path) -> None:
     length = len(os.fsencode(path))
     if length >= SUN_PATH_MAX:
         raise SocketPathTooLong(path, length)
+
+
+# --- the rest of the seam: the path limit on the control socket, processes, TCP owners --
+
+
+def _short_enough(address: Path) -> None:
+    # Python's own refusal is "AF_UNIX path too long", without the path or a way out.
+    try:
+        check_socket_path(address)
+    except SocketPathTooLong as exc:
+        raise UnsafeRuntimeDir(str(exc)) from None
+
+
+def connect(address: Path, timeout: float) -> socket.socket:
+    """A blocking, connected channel to the control socket, its path checked first."""
+    _short_enough(address)
+    return posix.connect(address, timeout)
+
+
+def listen_control(address: Path) -> socket.socket:
+    """Bind the control socket 0600, refusing a path sockaddr_un cannot hold."""
+    _short_enough(address)
+    return posix.listen_control(address)
+
+
+def peer_identity(transport: Any) -> int | None:
+    """Return the uid at the other end of a control connection, as ``bridge.platform`` names it."""
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        return peer_uid(sock)
+    except (OSError, PeerCredentialsError):
+        return None  # a peer that cannot be told is not this user (same_user says no)
+
+
+def tcp_peer_owner(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """None: macOS shows no user the owners of other users' sockets, so it cannot be told.
+
+    Linux reads them in sock_diag or /proc/net/tcp; here only root (lsof) or the owner
+    (libproc, process by process) sees a socket's process. The daemon then serves the
+    browser's request as before and says once that it cannot tell users apart.
+    """
+    return None
+
+
+def tcp_listener_owner(port: int) -> int | None:
+    """None: whose socket listens on a port is not for this user to see (as above)."""
+    return None
+
+
+#: <sys/syslimits.h>: setrlimit(RLIMIT_NOFILE) refuses a soft limit above it when the
+#: hard limit is unlimited, as it is for a login session's processes.
+OPEN_MAX = 10240
+
+
+def harden_process(log: logging.Logger) -> None:
+    """Files private to the user, no core dump, as many open files as macOS grants."""
+    posix.harden_process(log, open_files_ceiling=OPEN_MAX)
+
+
+def process_exited(pid: int) -> bool:
+    """Say whether the process is gone (a zombie nobody reaped yet counts as gone)."""
+    # No /proc: signal 0 asks whether the pid is taken, which a zombie still is.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # there, and another user's: a pid reused since
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    # ps reads the process table (sysctl KERN_PROC) and says Z for a zombie; its cost is
+    # paid only while a process that has exited waits for its parent to reap it.
+    import subprocess
+
+    try:
+        state = subprocess.run(
+            ["/bin/ps", "-o", "stat=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return state == "" or state.startswith("Z")
+
+
+def service_sockets() -> dict[str, list[socket.socket]] | None:
+    """The listening sockets launchd holds for the LaunchAgent, by its ``Sockets`` names.
+
+    None when launchd did not start this process. The names are the plist's
+    (``bridge.service.launchd``), the same the systemd units give their fds.
+    """
+    return launchd_sockets(("http", "control"))

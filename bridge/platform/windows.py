@@ -22,6 +22,8 @@ NAME = "windows"
 NOFOLLOW = 0  # os.open follows no symlink of its own accord here: there is no such flag
 # What install-service runs: the start at sign-in in HKCU's Run key.
 SERVICE_MODULE = "bridge.service.windows_run"
+# Nothing hands the daemon listening sockets here: it binds its own (service_sockets).
+SERVICE_MANAGER = "the Run key"
 PIPE_PREFIX = "\\\\.\\pipe\\oauth-bridge-"
 _SID = re.compile(r"S-1-[0-9]+(?:-[0-9]+){1,15}", re.IGNORECASE)
 
@@ -87,6 +89,11 @@ def check_private_dir(path: Path, variable: str = "OAUTH_BRIDGE_RUNTIME_DIR") ->
 
 def check_parents(path: Path) -> None:
     """Nothing to check by mode: a directory's ACL, not its parent's mode, guards it."""
+
+
+def service_sockets() -> None:
+    """None: a service started from the Run key binds its own sockets and pipe."""
+    return None
 
 
 def open_for_sync(path: Path | str) -> int:
