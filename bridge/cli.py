@@ -268,32 +268,34 @@ def _install_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
         action="store_true",
-        help="also install the socket units: systemd listens, and starts the daemon on demand",
+        help="let the service manager hold the sockets (systemd's socket units, launchd's "
+        "Sockets) and start the daemon on the first connection",
     )
     parser.add_argument(
         "--sandbox",
         action="store_true",
-        help="also install the namespace sandbox drop-in (needs unprivileged user namespaces)",
+        help="also install systemd's namespace sandbox drop-in (Linux; needs unprivileged "
+        "user namespaces)",
     )
     parser.add_argument(
         "--enable",
         action="store_true",
-        help="run the systemctl commands instead of printing them",
+        help="run the systemctl or launchctl commands instead of printing them",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="write nothing; print each unit file to stdout",
+        help="write nothing; print each unit file or the plist to stdout",
     )
     parser.add_argument(
         "--uninstall",
         action="store_true",
-        help="remove the unit files this command installed",
+        help="remove what this command installed (unit files, the plist, the Run key)",
     )
     parser.add_argument(
         "--force",
         action="store_true",
-        help="overwrite or remove unit files even when they were edited",
+        help="overwrite or remove unit files or the plist even when they were edited",
     )
 
 
@@ -421,7 +423,8 @@ COMMANDS: dict[str, Command] = {
         epilog="examples:\n  oauth-bridge demo\n  oauth-bridge demo --browser",
     ),
     "install-service": Command(
-        help="install the systemd user units",
+        help="start the daemon with your session: systemd user units, a LaunchAgent, or "
+        "the Run key",
         add_arguments=_install_service_arguments,
         epilog="examples:\n  oauth-bridge install-service --socket --dry-run\n"
         "  oauth-bridge install-service --socket --enable",
@@ -577,7 +580,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if command == "install-service":
         import importlib
 
-        from bridge.platform import SERVICE_MODULE  # systemd's units, or Windows' Run key
+        from bridge.platform import SERVICE_MODULE  # systemd's units, launchd's, the Run key
 
         return int(importlib.import_module(SERVICE_MODULE).run(args))
     return ExitCode.USAGE  # pragma: no cover  # argparse refuses unknown commands

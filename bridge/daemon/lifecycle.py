@@ -144,7 +144,7 @@ def open_listeners(config: Config, paths: Paths) -> Listeners:
             log.warning(
                 "%s passed sockets on port %d, but the configured port is %d: callbacks "
                 "are served on %d; run 'oauth-bridge install-service --socket --enable' again "
-                "to move the socket units to the configured port",
+                "to move its sockets to the configured port",
                 manager,
                 port,
                 settings.port,

@@ -28,7 +28,6 @@ from bridge.platform.posix import (
     check_parents,
     check_private_dir,
     control_address,
-    control_exists,
     detached,
     effective_uid,
     lock,
@@ -299,6 +298,12 @@ def _short_enough(address: Path) -> None:
         check_socket_path(address)
     except SocketPathTooLong as exc:
         raise UnsafeRuntimeDir(str(exc)) from None
+
+
+def control_exists(address: Path) -> bool:
+    """Say whether something is at ``address``; a path macOS cannot bind is refused by name."""
+    _short_enough(address)
+    return posix.control_exists(address)
 
 
 def connect(address: Path, timeout: float) -> socket.socket:

@@ -20,7 +20,15 @@ from bridge.errors import ExitCode
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["run", "unit_dir", "user_namespace_problem"]
+__all__ = [
+    "configured_port",
+    "logins_under_way",
+    "print_credentials_hint",
+    "run",
+    "state_dir",
+    "unit_dir",
+    "user_namespace_problem",
+]
 
 SERVICE = "oauth-bridge.service"
 SOCKETS = ("oauth-bridge.socket", "oauth-bridge-control.socket")
@@ -531,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {_format(_RESTART)}", file=out)
         status = ExitCode.OK
     _print_linger_hint(out)
-    _print_credentials_hint(out)
+    print_credentials_hint(out)
     return status
 
 
@@ -583,7 +591,7 @@ def lacking_credentials(
     return lacking
 
 
-def _print_credentials_hint(out: TextIO, environ: Mapping[str, str] | None = None) -> None:
+def print_credentials_hint(out: TextIO, environ: Mapping[str, str] | None = None) -> None:
     """Name each credential the service will lack, and the config line that gives it."""
     import tomllib
 
@@ -610,16 +618,21 @@ def _print_credentials_hint(out: TextIO, environ: Mapping[str, str] | None = Non
         print("  (a file's path may be relative to the config file)", file=out)
 
 
-def _logins_under_way() -> int | None:
-    """Ask the running daemon how many logins are pending or forwarding (None: no answer)."""
+def logins_under_way(control_socket: Path | None = None) -> int | None:
+    """Ask the running daemon how many logins are pending or forwarding (None: no answer).
+
+    ``control_socket`` is the daemon's; None: the systemd unit's.
+    """
     from bridge.client.transport import ControlClient
     from bridge.errors import BridgeError
 
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if not os.path.isabs(runtime):
-        return None
-    # The unit pins OAUTH_BRIDGE_RUNTIME_DIR=%t/oauth-bridge: this is its control socket.
-    client = ControlClient(Path(runtime) / "oauth-bridge" / "control.sock")
+    if control_socket is None:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if not os.path.isabs(runtime):
+            return None
+        # The unit pins OAUTH_BRIDGE_RUNTIME_DIR=%t/oauth-bridge: this is its control socket.
+        control_socket = Path(runtime) / "oauth-bridge" / "control.sock"
+    client = ControlClient(control_socket)
     try:
         answer = client.request("GET", "/v1/status", timeout=5.0)
     except BridgeError:
@@ -644,7 +657,7 @@ def _restart_when_safe(out: TextIO, err: TextIO) -> ExitCode:
     )
     if active.returncode != 0:
         return ExitCode.OK  # not running: the next start reads the new units
-    under_way = _logins_under_way()
+    under_way = logins_under_way()
     if under_way == 0:
         return _run_commands([_RESTART], out, err)
     why = (

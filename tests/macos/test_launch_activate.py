@@ -5,38 +5,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.platform import macos
-from tests.conftest import require_tool
-
-STUB_SOURCE = Path(__file__).parent / "stub" / "launch_stub.c"
+from tests.macos.conftest import build_launch_stub
 
 
 @pytest.fixture
 def stub(tmp_path: Path) -> ctypes.CDLL:
-    """Build the stub into the test's dir and load it in libSystem's place."""
-    gcc = require_tool("gcc", "gcc")
-    library = tmp_path / "liblaunch_stub.so"
-    subprocess.run(
-        [
-            gcc,
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-shared",
-            "-fPIC",
-            "-o",
-            str(library),
-            str(STUB_SOURCE),
-        ],
-        check=True,
-    )
-    return ctypes.CDLL(str(library))
+    """Build the stub into the test's dir (its counters are per library) and load it."""
+    return ctypes.CDLL(str(build_launch_stub(tmp_path)))
 
 
 @pytest.fixture

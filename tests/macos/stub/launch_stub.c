@@ -3,7 +3,9 @@
  * Built by tests/macos/test_launch_activate.py into a shared object, which
  * bridge.platform.macos.launch_activate_socket loads in place of libSystem:
  *   "http"     two listening TCP sockets on 127.0.0.1, ports chosen by the kernel
- *   "control"  one AF_UNIX stream socket (one end of a socketpair)
+ *   "control"  one AF_UNIX stream socket: one end of a socketpair, or, with
+ *              LAUNCH_STUB_CONTROL_PATH set, a socket listening at that path, mode
+ *              0600, as launchd makes it for SockPathName and SockPathMode
  *   any other  ENOENT, as launchd answers for a name its plist lacks
  * With LAUNCH_STUB_NOT_MANAGED set, every name answers ESRCH (not started by launchd).
  *
@@ -17,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static void *handed_out;
@@ -52,6 +56,29 @@ static int listening_tcp(void) {
     return fd;
 }
 
+static int listening_unix(const char *path) {
+    struct sockaddr_un address = {0};
+    if (strlen(path) >= sizeof address.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    address.sun_family = AF_UNIX;
+    strcpy(address.sun_path, path);
+    unlink(path);
+    mode_t old = umask(0177);
+    int bound = bind(fd, (struct sockaddr *)&address, sizeof address);
+    umask(old);
+    if (bound != 0 || listen(fd, 16) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int launch_activate_socket(const char *name, int **fds, size_t *cnt) {
     if (getenv("LAUNCH_STUB_NOT_MANAGED") != NULL) {
         return ESRCH;
@@ -70,17 +97,27 @@ int launch_activate_socket(const char *name, int **fds, size_t *cnt) {
             return errno;
         }
     } else if (strcmp(name, "control") == 0) {
-        int pair[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) {
-            return errno;
+        int fd;
+        const char *path = getenv("LAUNCH_STUB_CONTROL_PATH");
+        if (path != NULL) {
+            fd = listening_unix(path);
+            if (fd < 0) {
+                return errno;
+            }
+        } else {
+            int pair[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) {
+                return errno;
+            }
+            close(pair[1]);
+            fd = pair[0];
         }
-        close(pair[1]);
         count = 1;
         array = malloc(count * sizeof *array);
         if (array == NULL) {
             return ENOMEM;
         }
-        array[0] = pair[0];
+        array[0] = fd;
     } else {
         return ENOENT;
     }
