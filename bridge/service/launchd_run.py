@@ -39,9 +39,8 @@ __all__ = ["is_ours_and_unedited", "mark", "run"]
 # After the XML declaration: a comment is allowed there, and launchd and plistlib skip it.
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _MARKER = b"<!-- Written by `oauth-bridge install-service` (sha256 "
-_MARKER_END = (
-    b"). It refuses to overwrite or remove this file once edited, unless given --force. -->\n"
-)
+# No "--" inside: XML ends a comment there (launchd would refuse the whole plist).
+_MARKER_END = b"). It keeps this file once edited, unless forced. -->\n"
 
 
 def mark(content: bytes) -> bytes:
