@@ -106,6 +106,6 @@ def process_exited(pid: int) -> bool:
 
 def service_sockets() -> dict[str, list[socket.socket]] | None:
     """The listening sockets systemd passed (socket activation) by name, or None."""
-    from bridge.daemon.systemd import inherited_sockets  # here: only the daemon asks
+    from bridge.platform.systemd_activation import inherited_sockets  # only the daemon asks
 
     return inherited_sockets()
