@@ -164,3 +164,10 @@ def test_the_store_journals_in_wal_mode_with_synchronous_commits(tmp_path: Path)
     db = sqlite3.connect(tmp_path / "logins.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] >= 1  # NORMAL or FULL
+
+
+def test_a_checkpoint_flushes_as_the_wal_sync_does(tmp_path: Path) -> None:
+    # On macOS, F_FULLFSYNC for the frames a checkpoint moves out of the synced WAL.
+    store = open_store(tmp_path)
+
+    assert store._db.execute("PRAGMA checkpoint_fullfsync").fetchone()[0] == 1
