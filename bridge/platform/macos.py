@@ -16,7 +16,7 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_SIGNALS",
     "F_FULLFSYNC",
+    "LAUNCHD_SOCKETS_VARIABLE",
     "LOCAL_PEERCRED",
     "NAME",
     "NOFOLLOW",
@@ -230,22 +231,26 @@ def launchd_sockets(
     A name the plist does not have is left out: the daemon binds that listener itself.
     """
     groups: dict[str, list[socket.socket]] = {}
-    for name in names:
-        try:
-            fds = launch_activate_socket(name, library=library)
-        except NotLaunchedByLaunchd:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise
-        sockets = []
-        for fd in fds:
-            sock = socket.socket(fileno=fd)
-            # The daemon's children (a browser) must not keep the listeners open.
-            sock.set_inheritable(False)
-            sockets.append(sock)
-        groups[name] = sockets
+    try:
+        for name in names:
+            try:
+                fds = launch_activate_socket(name, library=library)
+            except NotLaunchedByLaunchd:
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    continue
+                raise
+            sockets = groups.setdefault(name, [])
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                # The daemon's children (a browser) must not keep the listeners open.
+                sock.set_inheritable(False)
+                sockets.append(sock)
+    except BaseException:
+        for sock in (sock for group in groups.values() for sock in group):
+            sock.close()  # a failed start must not leave launchd's sockets open twice
+        raise
     return groups
 
 
@@ -344,8 +349,9 @@ def tcp_listener_owner(port: int) -> int | None:
     return None
 
 
-#: <sys/syslimits.h>: setrlimit(RLIMIT_NOFILE) refuses a soft limit above it when the
-#: hard limit is unlimited, as it is for a login session's processes.
+#: <sys/syslimits.h>: the soft limit asked for when the hard one is unlimited (as it is for
+#: a login session's processes). macOS releases before 10.x refused more with EINVAL;
+#: xnu now caps the request at kern.maxfilesperproc, so this asks for what it grants.
 OPEN_MAX = 10240
 
 
@@ -367,8 +373,8 @@ def process_exited(pid: int) -> bool:
 
 
 def _zombie(pid: int) -> bool:
-    # ps reads the process table (sysctl KERN_PROC) and says Z for a zombie; its cost is
-    # paid only while a process that has exited waits for its parent to reap it.
+    # ps reads the process table (sysctl KERN_PROC) and says Z for a zombie. A fork on
+    # each call while the process lives: only `stop`'s wait asks, a few times a second.
     import subprocess
 
     try:
@@ -384,10 +390,21 @@ def _zombie(pid: int) -> bool:
     return state == "" or state.startswith("Z")
 
 
-def service_sockets() -> dict[str, list[socket.socket]] | None:
+#: Set by the LaunchAgent's plist when launchd holds sockets for the daemon.
+LAUNCHD_SOCKETS_VARIABLE = "OAUTH_BRIDGE_LAUNCHD_SOCKETS"
+
+
+def service_sockets(
+    environ: MutableMapping[str, str] | None = None,
+) -> dict[str, list[socket.socket]] | None:
     """The listening sockets launchd holds for the LaunchAgent, by its ``Sockets`` names.
 
-    None when launchd did not start this process. The names are the plist's
+    None unless the plist says launchd holds some (``LAUNCHD_SOCKETS_VARIABLE``), or
+    when launchd did not start this process. The names are the plist's
     (``bridge.service.launchd``), the same the systemd units give their fds.
     """
+    env = os.environ if environ is None else environ
+    # Popped, as LISTEN_FDS is: a child (a browser the daemon opens) is not launchd's job.
+    if env.pop(LAUNCHD_SOCKETS_VARIABLE, None) != "1":
+        return None
     return launchd_sockets(("http", "control"))

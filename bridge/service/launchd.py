@@ -14,7 +14,7 @@ import plistlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.platform.macos import check_socket_path
+from bridge.platform.macos import LAUNCHD_SOCKETS_VARIABLE, check_socket_path
 
 __all__ = [
     "CONTROL_SOCKETS",
@@ -40,6 +40,9 @@ CONTROL_SOCKETS = "control"
 # As the systemd unit: an idle daemon exits, and launchd, holding the sockets, starts
 # it again on the next connection.
 IDLE_EXIT_SECONDS = 300
+# As the unit's TimeoutStopSec=: how long launchd waits after its SIGTERM before a
+# SIGKILL, time for the forwards in flight to finish (launchd's own default is shorter).
+EXIT_TIMEOUT_SECONDS = 30
 # Property lists have no octal: 0o600 and 0o077 as the integers launchd reads.
 _SOCKET_MODE = 0o600
 _UMASK = 0o077
@@ -121,9 +124,14 @@ def launch_agent(
         # No core dump: it would hold the API key, codes and states.
         "SoftResourceLimits": {"Core": 0},
         "HardResourceLimits": {"Core": 0},
+        "ExitTimeOut": EXIT_TIMEOUT_SECONDS,
     }
     if sockets:
         arguments += ["--idle-exit", str(IDLE_EXIT_SECONDS)]
+        # Tells the daemon that launchd holds sockets for it: only then does it ask
+        # launch_activate_socket, whose answer to a process it did not start is ESRCH
+        # by its man page and untested beyond that.
+        environment[LAUNCHD_SOCKETS_VARIABLE] = "1"
         service = str(port)
         agent["Sockets"] = {
             # Loopback only, both families, as the daemon binds them itself.

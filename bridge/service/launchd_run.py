@@ -74,7 +74,7 @@ class Host:
     def log_file(self) -> Path:
         # platformdirs' user_log_dir on macOS, where Console.app looks: the daemon's
         # stderr (its log, when launchd started it).
-        return self.home / "Library" / "Logs" / launchd.LABEL / "stderr.log"
+        return self.home / "Library" / "Logs" / launchd.LABEL / "launchd.log"
 
 
 def _format(command: Sequence[str]) -> str:
@@ -89,11 +89,22 @@ def _read(path: Path) -> bytes | None:
 
 
 def _write_atomically(path: Path, content: bytes, mode: int) -> None:
+    """Replace ``path`` with ``content``: a new file of our own (no name given in advance,
+    no link followed), on disk, then renamed over it."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(content)
-    temporary.chmod(mode)
-    temporary.replace(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _launchctl(command: Sequence[str], out: TextIO, err: TextIO, *, check: bool = True) -> bool:
@@ -114,6 +125,47 @@ def _loaded(target: str) -> bool:
     return result.returncode == 0
 
 
+# launchd refuses to bootstrap a label it is still tearing down after a bootout, for a
+# few seconds: "Bootstrap failed: 5: Input/output error" (or 37, "Operation already in
+# progress"). Retried within this deadline, so that a restart does not leave the agent
+# unloaded, with nobody holding the port.
+_BOOTSTRAP_BUSY = frozenset({5, 37})
+_BOOTSTRAP_DEADLINE_SECONDS = 15.0
+_BOOTSTRAP_RETRY_SECONDS = 0.25
+
+
+def _bootstrap(argv: Sequence[str], out: TextIO, err: TextIO) -> bool:
+    import time
+
+    deadline = time.monotonic() + _BOOTSTRAP_DEADLINE_SECONDS
+    print(f"$ {_format(argv)}", file=out, flush=True)
+    while True:
+        result = subprocess.run(list(argv), check=False, stderr=subprocess.PIPE, text=True)
+        if result.returncode == 0:
+            return True
+        if result.returncode not in _BOOTSTRAP_BUSY or time.monotonic() >= deadline:
+            err.write(result.stderr or "")
+            print(f"failed (exit {result.returncode}): {_format(argv)}", file=err)
+            return False
+        time.sleep(_BOOTSTRAP_RETRY_SECONDS)
+
+
+def _gone(target: str) -> bool:
+    """Wait, within the bootstrap's deadline, until launchd no longer has ``target``."""
+    import time
+
+    deadline = time.monotonic() + _BOOTSTRAP_DEADLINE_SECONDS
+    while _loaded(target):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_BOOTSTRAP_RETRY_SECONDS)
+    return True
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
 def run(args: argparse.Namespace, host: Host | None = None) -> int:
     """Install (or remove) the LaunchAgent and return the exit code."""
     host = host or Host.current()
@@ -128,7 +180,7 @@ def run(args: argparse.Namespace, host: Host | None = None) -> int:
     if args.uninstall:
         return _uninstall(args, host, out, err)
     try:
-        plan = _install_plan(args, host)
+        plan, state = _install_plan(args, host)
     except (PortProblem, DirProblem, ValueError, BridgeError) as exc:
         print(f"Refusing: {exc}.", file=err)
         return ExitCode.USAGE
@@ -160,7 +212,7 @@ def run(args: argparse.Namespace, host: Host | None = None) -> int:
 
     target = f"gui/{host.uid}/{launchd.LABEL}"
     if args.enable:
-        status = _enable(plan, target, host, changed=not unchanged, out=out, err=err)
+        status = _enable(plan, target, host, content, state / LOADED_RECORD, out=out, err=err)
     else:
         print("Now run:", file=out)
         for command in plan.commands:
@@ -168,11 +220,23 @@ def run(args: argparse.Namespace, host: Host | None = None) -> int:
         for note in plan.notes[:1]:  # the bootout before a bootstrap; the key: below
             print(note, file=out)
         status = ExitCode.OK
+    if not args.socket:
+        print(
+            "Without --socket the port is free whenever the daemon is not running, and "
+            "macOS does not show whose socket takes it: with --socket, launchd holds it "
+            "for you from login.",
+            file=out,
+        )
     print_credentials_hint(out, host.environ)
     return status
 
 
-def _install_plan(args: argparse.Namespace, host: Host) -> launchd.LaunchAgentPlan:
+# In the state dir: the digest of the plist launchd last loaded from this command, so
+# that a plist written while a restart had to wait still restarts the agent later.
+LOADED_RECORD = "launchd-loaded.sha256"
+
+
+def _install_plan(args: argparse.Namespace, host: Host) -> tuple[launchd.LaunchAgentPlan, Path]:
     from bridge.paths import default_paths
 
     port = configured_port(host.environ)
@@ -185,26 +249,28 @@ def _install_plan(args: argparse.Namespace, host: Host) -> launchd.LaunchAgentPl
     # The dirs the tools resolve here, pinned: the agent's environment is not this
     # shell's, and a plist names paths literally.
     tools = default_paths(dict(host.environ))
-    named = state_dir(host.environ)  # refuses a relative OAUTH_BRIDGE_STATE_DIR
-    return launchd.install_plan(
+    state = _agent_state_dir(host)
+    plan = launchd.install_plan(
         uid=host.uid,
         home=host.home,
         interpreter=host.interpreter,
         port=port.number,
         runtime_dir=tools.runtime_dir,
         log_file=host.log_file,
-        state_dir=named.path if named.origin != "the default" else tools.state_dir,
+        state_dir=state,
         config_file=config_override(host.environ),
         sockets=bool(args.socket),
     )
+    return plan, state
 
 
 def _enable(
     plan: launchd.LaunchAgentPlan,
     target: str,
     host: Host,
+    content: bytes,
+    record: Path,
     *,
-    changed: bool,
     out: TextIO,
     err: TextIO,
 ) -> ExitCode:
@@ -213,8 +279,9 @@ def _enable(
         for command in plan.commands:
             print(f"  {_format(command.argv)}", file=err)
         return ExitCode.PROBLEMS
+    (bootstrap,) = plan.commands
     if _loaded(target):
-        if not changed:
+        if _read(record) == _digest(content).encode():
             print(f"{target} is loaded with this plist already: nothing to restart", file=out)
             return ExitCode.OK
         # A loaded agent keeps the plist it was loaded with; a bootout ends its daemon,
@@ -232,17 +299,21 @@ def _enable(
             )
             print(
                 f"{target} is loaded with its old plist ({why}), and was left running. "
-                "Once no login is under way:\n"
+                "Once no login is under way, run this command again, or:\n"
                 f"  launchctl bootout {target}\n"
-                f"  {_format(plan.commands[0].argv)}",
+                f"  {_format(bootstrap.argv)}",
                 file=err,
             )
             return ExitCode.OK
         if not _launchctl(("launchctl", "bootout", target), out, err):
             return ExitCode.PROBLEMS
-    for command in plan.commands:
-        if not _launchctl(command.argv, out, err, check=command.check):
+        if not _gone(target):
+            print(f"launchd still has {target} after its bootout; run again later:", file=err)
+            print(f"  {_format(bootstrap.argv)}", file=err)
             return ExitCode.PROBLEMS
+    if not _bootstrap(bootstrap.argv, out, err):
+        return ExitCode.PROBLEMS
+    _write_atomically(record, _digest(content).encode(), 0o600)
     return ExitCode.OK
 
 
@@ -268,6 +339,8 @@ def _uninstall(args: argparse.Namespace, host: Host, out: TextIO, err: TextIO) -
     for path, _ in present:
         path.unlink(missing_ok=True)
         print(f"removed: {path}", file=out)
+    if args.enable and status == ExitCode.OK:
+        _forget_loaded(host)
     if not present:
         print(f"nothing to remove: {plan.removals[0]} is not there", file=out)
     if not args.enable:
@@ -275,3 +348,21 @@ def _uninstall(args: argparse.Namespace, host: Host, out: TextIO, err: TextIO) -
         for command in plan.commands:
             print(f"  {_format(command.argv)}", file=out)
     return status
+
+
+def _forget_loaded(host: Host) -> None:
+    """Remove the record of what launchd loaded: it loads nothing of ours now."""
+    try:
+        (_agent_state_dir(host) / LOADED_RECORD).unlink(missing_ok=True)
+    except DirProblem:
+        return
+
+
+def _agent_state_dir(host: Host) -> Path:
+    """The state dir the tools use here (``OAUTH_BRIDGE_STATE_DIR``, else platformdirs')."""
+    from bridge.paths import default_paths
+
+    named = state_dir(host.environ)  # refuses a relative OAUTH_BRIDGE_STATE_DIR
+    if named.origin != "the default":  # systemd's default is not the Mac's
+        return named.path
+    return default_paths(dict(host.environ)).state_dir

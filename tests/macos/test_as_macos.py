@@ -106,9 +106,13 @@ async def test_a_daemon_launchd_started_serves_a_login_on_the_sockets_launchd_ho
     control = paths.control_socket
     env = as_macos(daemon_environ(paths, control_plane.url), launch_stub)
     # launchd makes the control socket (SockPathName, SockPathMode 0600) before the daemon.
-    daemon = start_process(
-        paths, {**env, "LAUNCH_STUB_CONTROL_PATH": str(control)}, "--idle-exit", "300"
-    )
+    # The plist's EnvironmentVariables say that launchd holds sockets for it.
+    launchd_env = {
+        **env,
+        "LAUNCH_STUB_CONTROL_PATH": str(control),
+        "OAUTH_BRIDGE_LAUNCHD_SOCKETS": "1",
+    }
+    daemon = start_process(paths, launchd_env, "--idle-exit", "300")
     try:
         wait_ready(daemon)
         assert "(sockets from launchd)" in daemon.log_text()
@@ -133,7 +137,8 @@ async def test_a_tool_starts_a_macos_daemon_that_binds_its_own_sockets(
 ) -> None:
     paths = mac_paths(mac_home)
     paths.config_file.write_text("", encoding="utf-8")
-    # Not started by launchd: launch_activate_socket answers ESRCH, as it does on a Mac.
+    # Not started by launchd: no plist said it holds sockets (and, were it asked, the
+    # stub answers ESRCH, as launch_activate_socket does on a Mac).
     env = as_macos(
         daemon_environ(paths, control_plane.url, LAUNCH_STUB_NOT_MANAGED="1"), launch_stub
     )

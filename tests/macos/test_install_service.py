@@ -20,11 +20,22 @@ from tests.conftest import REPO, start_process, wait_ready
 from tests.control_plane_double import API_KEY, ControlPlaneDouble
 from tests.macos.conftest import as_macos
 
+# After a bootout, launchd refuses to bootstrap the label again for a while: with
+# $LAUNCHCTL_BUSY naming a file that holds a count, that many bootstraps fail with 5.
 LAUNCHCTL = """#!/bin/sh
 echo "$*" >> "$LAUNCHCTL_LOG"
 case "$1" in
   print) [ -e "$LAUNCHCTL_LOADED" ] && exit 0; echo "Could not find service" >&2; exit 113 ;;
-  bootstrap) touch "$LAUNCHCTL_LOADED" ;;
+  bootstrap)
+    if [ -n "$LAUNCHCTL_BUSY" ] && [ -s "$LAUNCHCTL_BUSY" ]; then
+      left=$(cat "$LAUNCHCTL_BUSY")
+      if [ "$left" -gt 0 ]; then
+        echo $((left - 1)) > "$LAUNCHCTL_BUSY"
+        echo "Bootstrap failed: 5: Input/output error" >&2
+        exit 5
+      fi
+    fi
+    touch "$LAUNCHCTL_LOADED" ;;
   bootout)
     [ -e "$LAUNCHCTL_LOADED" ] || { echo "Boot-out failed: 3: No such process" >&2; exit 3; }
     rm -f "$LAUNCHCTL_LOADED" ;;
@@ -121,6 +132,8 @@ def test_without_enable_it_writes_and_says_what_to_run(mac: Mac) -> None:
     assert mac.calls() == []
     assert f"launchctl bootstrap gui/{os.getuid()} {mac.plist}" in result.stdout
     assert mac.agent()["RunAtLoad"] is True  # no sockets: it runs from login
+    # ... and nobody holds the port while it is down, which no check can see on macOS.
+    assert "with --socket, launchd holds it" in result.stdout
     assert mac.agent()["ProgramArguments"][-2:] == ["--port", "9876"]  # type: ignore[index]
 
 
@@ -223,34 +236,69 @@ def test_what_launchd_cannot_do_is_refused(
     assert not mac.plist.exists()
 
 
+class IdleDaemon:
+    """A daemon at the runtime dir the plist names, answering that no login is under way."""
+
+    def __init__(self, mac: Mac, control_plane: ControlPlaneDouble) -> None:
+        runtime = mac.home / "Library" / "Caches" / "TemporaryItems" / "oauth-bridge"
+        paths = Paths(runtime, mac.home / "state", mac.home / "c.toml")
+        env = {
+            **mac.env,
+            "OAUTH_BRIDGE_PORT": "0",
+            "OAUTH_BRIDGE_STATE_DIR": str(paths.state_dir),
+            "OAUTH_BRIDGE_CONFIG": str(paths.config_file),
+            "OAUTH_BRIDGE_CONTROL_PLANE_URL": control_plane.url,
+            "LANGSMITH_API_KEY": API_KEY,
+        }
+        self.daemon = start_process(paths, env)
+        wait_ready(self.daemon)
+
+    def __enter__(self) -> IdleDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.process.kill()
+        self.daemon.process.wait(10)
+
+
 def test_a_loaded_agent_is_moved_onto_a_changed_plist_when_its_daemon_is_idle(
     mac: Mac, control_plane: ControlPlaneDouble
 ) -> None:
     assert mac.install_service("--socket", "--enable").returncode == 0
-    # Its daemon, at the runtime dir the plist names: it answers that no login is under way.
-    runtime = mac.home / "Library" / "Caches" / "TemporaryItems" / "oauth-bridge"
-    paths = Paths(runtime, mac.home / "state", mac.home / "c.toml")
-    env = {
-        **mac.env,
-        "OAUTH_BRIDGE_PORT": "0",
-        "OAUTH_BRIDGE_STATE_DIR": str(paths.state_dir),
-        "OAUTH_BRIDGE_CONFIG": str(paths.config_file),
-        "OAUTH_BRIDGE_CONTROL_PLANE_URL": control_plane.url,
-        "LANGSMITH_API_KEY": API_KEY,
-        "LAUNCH_STUB_NOT_MANAGED": "1",
-    }
-    daemon = start_process(paths, env)
-    try:
-        wait_ready(daemon)
-        moved = mac.install_service("--socket", "--enable", OAUTH_BRIDGE_PORT="9877")
-    finally:
-        daemon.process.kill()
-        daemon.process.wait(10)
+    busy = mac.home / "busy"
+    busy.write_text("2")  # launchd still tears the old job down: two refusals
+
+    with IdleDaemon(mac, control_plane):
+        moved = mac.install_service(
+            "--socket", "--enable", OAUTH_BRIDGE_PORT="9877", LAUNCHCTL_BUSY=str(busy)
+        )
 
     assert moved.returncode == 0, moved.stderr
     uid = os.getuid()
+    bootstrap = f"bootstrap gui/{uid} {mac.plist}"
     assert mac.calls()[2:] == [
         f"print gui/{uid}/oauth-bridge",
         f"bootout gui/{uid}/oauth-bridge",
-        f"bootstrap gui/{uid} {mac.plist}",
+        f"print gui/{uid}/oauth-bridge",  # gone from launchd before it is loaded again
+        bootstrap,
+        bootstrap,
+        bootstrap,
     ]
+    assert mac.loaded.exists()
+
+
+def test_a_restart_left_for_later_is_made_by_the_next_run(
+    mac: Mac, control_plane: ControlPlaneDouble
+) -> None:
+    assert mac.install_service("--socket", "--enable").returncode == 0
+    # The plist is rewritten while nobody can say the daemon is idle: left running.
+    left = mac.install_service("--socket", "--enable", OAUTH_BRIDGE_PORT="9877")
+    assert "left running" in left.stderr
+
+    with IdleDaemon(mac, control_plane):
+        again = mac.install_service("--socket", "--enable", OAUTH_BRIDGE_PORT="9877")
+
+    assert again.returncode == 0, again.stderr
+    assert f"unchanged: {mac.plist}" in again.stdout  # the file, not what launchd loaded
+    assert "nothing to restart" not in again.stdout
+    assert f"bootout gui/{os.getuid()}/oauth-bridge" in mac.calls()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +90,29 @@ def test_launchd_sockets_is_none_outside_launchd(
 ) -> None:
     monkeypatch.setenv("LAUNCH_STUB_NOT_MANAGED", "1")
     assert macos.launchd_sockets(["http", "control"], library=stub) is None
+
+
+def test_without_the_plists_word_launchd_is_not_asked() -> None:
+    # No library at all: were it called, loading libSystem on Linux would fail.
+    assert macos.service_sockets({}) is None
+    assert macos.service_sockets({"OAUTH_BRIDGE_LAUNCHD_SOCKETS": "0"}) is None
+
+
+def test_the_plists_word_is_not_handed_to_the_daemons_children() -> None:
+    environ = {"OAUTH_BRIDGE_LAUNCHD_SOCKETS": "0", "HOME": "/Users/alice"}
+    macos.service_sockets(environ)
+    assert environ == {"HOME": "/Users/alice"}
+
+
+def test_a_name_that_fails_closes_the_sockets_already_taken(
+    stub: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A control path the stub cannot bind (longer than sun_path): "control" fails after
+    # "http" handed over two listeners, which must not stay open in a failed daemon.
+    monkeypatch.setenv("LAUNCH_STUB_CONTROL_PATH", str(tmp_path / ("x" * 120)))
+    before = set(os.listdir("/proc/self/fd"))
+
+    with pytest.raises(OSError, match="launch_activate_socket"):
+        macos.launchd_sockets(["http", "control"], library=stub)
+
+    assert set(os.listdir("/proc/self/fd")) == before

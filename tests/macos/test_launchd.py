@@ -82,18 +82,23 @@ def test_the_control_socket_is_the_runtime_dirs_and_only_the_users() -> None:
     } == sockets["control"]
 
 
-def test_the_environment_pins_the_dirs_and_the_config() -> None:
+def test_the_environment_pins_the_dirs_and_the_config_and_says_launchd_holds_sockets() -> None:
     assert {
         "OAUTH_BRIDGE_RUNTIME_DIR": str(RUNTIME),
         "OAUTH_BRIDGE_STATE_DIR": str(STATE),
         "OAUTH_BRIDGE_CONFIG": str(CONFIG),
+        "OAUTH_BRIDGE_LAUNCHD_SOCKETS": "1",
     } == agent()["EnvironmentVariables"]
 
 
 def test_the_environment_names_only_the_runtime_dir_when_nothing_else_is_given() -> None:
-    assert {"OAUTH_BRIDGE_RUNTIME_DIR": str(RUNTIME)} == agent(state_dir=None, config_file=None)[
-        "EnvironmentVariables"
-    ]
+    assert {"OAUTH_BRIDGE_RUNTIME_DIR": str(RUNTIME)} == agent(
+        state_dir=None, config_file=None, sockets=False, port=9000
+    )["EnvironmentVariables"]
+
+
+def test_launchd_waits_as_long_as_systemd_for_the_forwards_in_flight() -> None:
+    assert agent()["ExitTimeOut"] == 30  # the unit's TimeoutStopSec=30
 
 
 def test_stderr_goes_to_the_log() -> None:
