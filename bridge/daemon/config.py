@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +222,8 @@ def load_config(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here: most daemons have no config file, and start without its parser
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

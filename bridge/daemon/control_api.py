@@ -37,7 +37,6 @@ from bridge.daemon.control_schema import (
 )
 from bridge.daemon.model import Callback, FailureCode, Login, NewLogin, Outcome, Status, rfc3339
 from bridge.daemon.model import Credentials as Whose
-from bridge.daemon.openapi import served
 from bridge.daemon.services import SERVICES, Services, services
 from bridge.daemon.store import DuplicateState, PendingLimitReached, new_secret, secret_matches
 from bridge.fingerprint import fingerprint
@@ -629,6 +628,10 @@ async def browser_check(request: web.Request) -> web.Response:
 
 async def openapi_document(request: web.Request) -> web.Response:
     """The control API's OpenAPI document: the one committed in docs/, built from the models."""
+    # Here: its answer models and JSON Schema generation are for this request alone, not
+    # for every daemon's start.
+    from bridge.daemon.openapi import served
+
     return web.Response(body=served(), content_type="application/json")
 
 

@@ -21,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from bridge import __version__
+from bridge.daemon import certificates
 from bridge.daemon.config import Credentials
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class ControlPlane:
             else:
                 self.common_headers["Proxy-Authorization"] = proxy_auth.encode()
         self.headers = self.headers_for(credentials)
+        # Plain http to the control plane and to any proxy (a control plane on this
+        # machine, or one allowed insecure) needs no CA certificates.
+        self.may_use_tls = self.base_url.scheme == "https" or (
+            proxy is not None and URL(proxy).scheme == "https"
+        )
 
     def headers_for(self, credentials: Credentials) -> dict[str, str]:
         """Return every header of a call made with ``credentials``."""
@@ -126,6 +132,9 @@ class ControlPlane:
         daemon's own.
         """
         headers = self.headers if credentials is None else self.headers_for(credentials)
+        if self.may_use_tls and certificates.pending():
+            # Read once, in a thread: blocking file reads, kept off the event loop.
+            await asyncio.to_thread(certificates.load_deferred)
         loop = asyncio.get_running_loop()
         ends = loop.time() + (self.deadline_seconds if deadline is None else deadline)
         per_request = (

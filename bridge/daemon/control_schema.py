@@ -191,7 +191,9 @@ LoginStatus = Literal[
 class DescribedAnswer(BaseModel):
     """An answer of the control API: every field it has is described here."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Answers are built from the login model, not validated: these describe them for the
+    # OpenAPI document (and its tests), so their validators are built when first used.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class LoginObject(DescribedAnswer):
