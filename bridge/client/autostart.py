@@ -6,10 +6,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from bridge.client.transport import ControlClient
 from bridge.errors import (
+    BridgeError,
     DaemonNotAnswering,
     DaemonNotRunning,
     DaemonUnavailable,
@@ -43,6 +44,9 @@ COMMAND = "oauth-bridge"
 # Starts refused with exit 3 (the lock or the port taken) are tried this many times.
 START_ATTEMPTS = 3
 POLL_SECONDS = 0.01
+# How often a start looks for the new daemon's daemon.json: a cold login waits on this,
+# and a look is one small file read (about 150 while a daemon starts, on the other core).
+READY_POLL_SECONDS = 0.002
 # An auto-started daemon exits after this long with nothing under way: nobody stops it
 # otherwise, and the next tool command starts a new one in a fraction of a second.
 AUTO_IDLE_EXIT_SECONDS = 600
@@ -139,8 +143,55 @@ def not_answering(paths: Paths, pid: int | None, timeout: float) -> DaemonUnavai
     )
 
 
+class _Spawned(NamedTuple):
+    """A ``serve`` started by start_early, and the start lock held for it until it answers."""
+
+    lock: IO[str]
+    offset: int
+    process: subprocess.Popen[bytes]
+
+
+# Starts begun by start_early, by control socket: ensure_daemon waits for these.
+_EARLY: dict[Path, _Spawned] = {}
+
+
+def start_early(paths: Paths) -> None:
+    """Spawn ``serve`` now when no daemon can be running; ``ensure_daemon`` waits for it.
+
+    A command that will need the daemon calls this before importing the rest of itself:
+    the daemon's imports (most of a cold start) then run on the other core while the
+    command's own do. Only where nothing can answer (no control socket: no daemon and
+    no systemd socket) and no other tool is starting one (the start lock is free);
+    otherwise, and on any failure, it does nothing, and ``ensure_daemon`` finds, starts
+    or reports as it always did, in its turn.
+    """
+    if paths.control_socket in _EARLY:
+        return
+    try:
+        if control_exists(paths.control_socket):
+            return
+        ensure_private_dir(paths.runtime_dir)
+        ensure_state_dir(paths.state_dir)
+        lock = paths.start_lock_file.open("a+")
+    except (BridgeError, OSError):
+        return
+    try:
+        # Never wait here: a tool that holds the lock is starting one, which we then use.
+        if try_lock(lock) and not control_exists(paths.control_socket):
+            offset, process = _spawn(paths.daemon_log, paths)
+            _EARLY[paths.control_socket] = _Spawned(lock, offset, process)
+            return
+    except (BridgeError, OSError):
+        pass
+    lock.close()
+
+
 def ensure_daemon(paths: Paths, *, start: bool) -> dict[str, Any]:
     """Return the running daemon's daemon.json, starting a daemon first if allowed."""
+    early = _EARLY.pop(paths.control_socket, None)
+    if early is not None:
+        with early.lock:  # taken when it was spawned: held until it answers
+            return _start(paths, spawned=(early.offset, early.process))
     info = running_daemon(paths)
     if info is not None:
         return info
@@ -157,12 +208,20 @@ def ensure_daemon(paths: Paths, *, start: bool) -> dict[str, Any]:
         return _start(paths)
 
 
-def _start(paths: Paths) -> dict[str, Any]:
-    """Spawn ``serve`` and wait for it; while an old daemon still holds the lock, try again."""
+def _start(
+    paths: Paths, *, spawned: tuple[int, subprocess.Popen[bytes]] | None = None
+) -> dict[str, Any]:
+    """Spawn ``serve`` (or take the one ``spawned`` already) and wait for it.
+
+    While an old daemon still holds the lock, try again.
+    """
     log_path = paths.daemon_log
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     for attempt in range(1, START_ATTEMPTS + 1):
-        offset, process = _spawn(log_path, paths)
+        if spawned is not None:
+            (offset, process), spawned = spawned, None
+        else:
+            offset, process = _spawn(log_path, paths)
         while time.monotonic() < deadline:
             info = read_daemon_json(paths.daemon_json)
             if info is not None and info.get("pid") == process.pid:
@@ -172,7 +231,7 @@ def _start(paths: Paths) -> dict[str, Any]:
             code = process.poll()
             if code is not None:
                 break
-            time.sleep(POLL_SECONDS)
+            time.sleep(READY_POLL_SECONDS)
         else:
             raise DaemonUnavailable(
                 f"the daemon did not become ready within {START_DEADLINE_SECONDS:.0f}s; "

@@ -9,16 +9,9 @@ from urllib.parse import quote
 from bridge.client.api import Bridge, state_from_auth_url
 from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.terminal import say
+from bridge.client.wait_arguments import check_wait_arguments
 from bridge.client.waiting import read_secret_argument, tell_where_to_sign_in, wait_and_report
 from bridge.errors import ExitCode, UsageError
-
-
-def check_wait_arguments(args: argparse.Namespace) -> None:
-    """Refuse a TTL or a timeout the daemon would refuse, in the CLI's own words."""
-    if not 1 <= args.ttl <= 3600:
-        raise UsageError(f"--ttl must be between 1 and 3600 seconds, not {args.ttl}")
-    if args.timeout is not None and args.timeout < 0:
-        raise UsageError(f"--timeout must be 0 or more seconds, not {args.timeout:g}")
 
 
 def run_expect(args: argparse.Namespace) -> int:

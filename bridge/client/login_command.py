@@ -7,10 +7,10 @@ import os
 import threading
 
 from bridge.client.api import Bridge, Login, default_callback
-from bridge.client.expect import check_wait_arguments
 from bridge.client.preflight import warn_of_other_settings, warn_without_credentials
 from bridge.client.reach import decide
 from bridge.client.terminal import say
+from bridge.client.wait_arguments import check_wait_arguments
 from bridge.client.waiting import (
     cancel_and_report,
     cancelling_signals,
