@@ -616,6 +616,10 @@ def serve(args: argparse.Namespace) -> int:
     # tracks, and leave about 2,000 of them garbage: its 120 passes over them took some
     # 20 ms here. Frozen once made, they are left out of every later collection too.
     gc.disable()
+    # No pydantic plugin in the daemon: one installed beside it (an observability SDK's)
+    # would be handed every value the models validate (codes, states, tokens), and
+    # finding plugins scans every installed distribution's metadata at start.
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     with deferred_ca_loading():  # see bridge.daemon.certificates: read at first use
         from bridge.daemon.config import load_config
         from bridge.daemon.lifecycle import run_serve
