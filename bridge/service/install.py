@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bridge.errors import ExitCode
+from bridge.service.files import write_atomically
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -354,14 +355,6 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write_atomically(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(content, encoding="utf-8")
-    temporary.chmod(0o644)
-    temporary.replace(path)
-
-
 def _links_to(link: Path, unit: Path) -> bool:
     """Tell whether `link` is a `systemctl enable` symlink to `unit`."""
     if not link.is_symlink():
@@ -507,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
         if change.unchanged:
             print(f"unchanged: {change.path}", file=out)
         else:
-            _write_atomically(change.path, change.content)
+            write_atomically(change.path, change.content.encode())
             print(f"wrote:     {change.path}", file=out)
     if args.sandbox:
         # The drop-in's ReadWritePaths= must exist before the service starts.

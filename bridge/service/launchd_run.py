@@ -23,6 +23,7 @@ from typing import TextIO
 
 from bridge.errors import BridgeError, ExitCode
 from bridge.service import launchd
+from bridge.service.files import write_atomically
 from bridge.service.install import (
     DEFAULT_PORT,
     DirProblem,
@@ -86,25 +87,6 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
-
-
-def _write_atomically(path: Path, content: bytes, mode: int) -> None:
-    """Replace ``path`` with ``content``: a new file of our own (no name given in advance,
-    no link followed), on disk, then renamed over it."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _launchctl(command: Sequence[str], out: TextIO, err: TextIO, *, check: bool = True) -> bool:
@@ -207,7 +189,7 @@ def run(args: argparse.Namespace, host: Host | None = None) -> int:
     if unchanged:
         print(f"unchanged: {planned.path}", file=out)
     else:
-        _write_atomically(planned.path, content, planned.mode)
+        write_atomically(planned.path, content, planned.mode)
         print(f"wrote:     {planned.path}", file=out)
 
     target = f"gui/{host.uid}/{launchd.LABEL}"
@@ -313,7 +295,7 @@ def _enable(
             return ExitCode.PROBLEMS
     if not _bootstrap(bootstrap.argv, out, err):
         return ExitCode.PROBLEMS
-    _write_atomically(record, _digest(content).encode(), 0o600)
+    write_atomically(record, _digest(content).encode(), 0o600)
     return ExitCode.OK
 
 
